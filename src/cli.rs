@@ -1,0 +1,138 @@
+//! The command line: one subcommand per stage, plus `run` and `demo`.
+//! Flags override the config file and the environment.
+
+use std::path::PathBuf;
+
+use chrono::NaiveDate;
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::Config;
+use crate::query::OutputFormat;
+use crate::raw::RawFormat;
+
+/// shelfline: daily retail sales & inventory pipeline — extract, check,
+/// transform, publish (Delta Lake), query.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+pub struct Cli {
+    /// TOML configuration file (keys: source, raw, lake, raw_format,
+    /// error_budget, vacuum_retention_hours, target_partitions, memory_limit_mb).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the contract tables in the source and fill them with synthetic data.
+    Datagen(DatagenArgs),
+    /// Copy the source tables into the raw zone for a date (manifest last).
+    Extract {
+        #[command(flatten)]
+        date: DateArg,
+        #[command(flatten)]
+        locations: Locations,
+        /// Raw file format.
+        #[arg(long, value_enum)]
+        format: Option<RawFormat>,
+    },
+    /// Say whether a date's raw set is complete and matches its manifest.
+    Check {
+        #[command(flatten)]
+        date: DateArg,
+        #[command(flatten)]
+        locations: Locations,
+    },
+    /// Check the raw set, compute the weekly fact and publish the lake tables.
+    Transform {
+        #[command(flatten)]
+        date: DateArg,
+        #[command(flatten)]
+        locations: Locations,
+    },
+    /// Extract, check and transform in one go.
+    Run {
+        #[command(flatten)]
+        date: DateArg,
+        #[command(flatten)]
+        locations: Locations,
+    },
+    /// Run SQL over the lake (weekly_sales_inventory, store, product, calendar).
+    Query {
+        /// The SQL statement.
+        sql: String,
+        #[command(flatten)]
+        locations: Locations,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: OutputFormat,
+    },
+    /// Generate a small data set, run the pipeline on it and show a few answers.
+    Demo {
+        /// Put the source, raw zone and lake in this folder instead of the
+        /// configured locations.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Scale factor of the demo data.
+        #[arg(long, default_value_t = 0.1)]
+        sf: f64,
+    },
+}
+
+/// `datagen` options.
+#[derive(Debug, Args)]
+pub struct DatagenArgs {
+    /// Scale factor: 1 = 50 stores × 400 products × 365 days (7.3 M snapshots, ~11 M sales lines).
+    #[arg(long)]
+    pub sf: f64,
+    /// Seed; the same seed gives the same data.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// First day of data.
+    #[arg(long, default_value = "2025-01-01")]
+    pub start: NaiveDate,
+    /// Number of days.
+    #[arg(long, default_value_t = 365)]
+    pub days: u32,
+    #[command(flatten)]
+    pub locations: Locations,
+}
+
+/// The logical date of a run.
+#[derive(Debug, Args)]
+pub struct DateArg {
+    /// Logical date, YYYY-MM-DD.
+    #[arg(long)]
+    pub date: NaiveDate,
+}
+
+/// Location overrides shared by the stage commands.
+#[derive(Debug, Args, Default)]
+pub struct Locations {
+    /// Source database URL (sqlite://PATH).
+    #[arg(long, value_name = "URL")]
+    pub source: Option<String>,
+    /// Raw zone URL (file://DIR or a path, memory://NAME).
+    #[arg(long, value_name = "URL")]
+    pub raw: Option<String>,
+    /// Lake URL (file://DIR or a path, memory://NAME).
+    #[arg(long, value_name = "URL")]
+    pub lake: Option<String>,
+}
+
+impl Locations {
+    /// Applies the flags that were given on top of `config`.
+    pub fn apply(&self, config: &mut Config) {
+        for (flag, slot) in [
+            (&self.source, &mut config.source),
+            (&self.raw, &mut config.raw),
+            (&self.lake, &mut config.lake),
+        ] {
+            if let Some(value) = flag {
+                slot.clone_from(value);
+            }
+        }
+    }
+}

@@ -1,0 +1,33 @@
+//! Where SQL runs: a local DataFusion session configured from [`Config`].
+
+use std::sync::Arc;
+
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use deltalake::delta_datafusion::planner::DeltaPlanner;
+
+use crate::config::Config;
+
+/// A DataFusion session with the configured parallelism and memory limit.
+///
+/// It carries delta-rs's query planner, so that a plan built in this session
+/// can be handed to a Delta write and run with the same settings.
+pub fn session(config: &Config) -> datafusion::error::Result<SessionContext> {
+    let mut session_config = SessionConfig::new();
+    if let Some(partitions) = config.target_partitions {
+        session_config = session_config.with_target_partitions(partitions.max(1));
+    }
+    let mut runtime = RuntimeEnvBuilder::new();
+    if let Some(limit_mb) = config.memory_limit_mb {
+        runtime = runtime.with_memory_pool(Arc::new(FairSpillPool::new(limit_mb << 20)));
+    }
+    let state = SessionStateBuilder::new()
+        .with_default_features()
+        .with_config(session_config)
+        .with_runtime_env(runtime.build_arc()?)
+        .with_query_planner(DeltaPlanner::new())
+        .build();
+    Ok(SessionContext::new_with_state(state))
+}

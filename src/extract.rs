@@ -1,0 +1,287 @@
+//! Source → raw zone (contract section 2).
+//!
+//! Each table is streamed from the source as Arrow batches, encoded (gzip
+//! CSV or Parquet) on a blocking thread and uploaded in chunks, so memory is
+//! bounded by a few chunks per table whatever the table size. The tables go
+//! in parallel. A file appears under its final name only when complete (the
+//! object store's multipart upload commits it at the end), and the manifest
+//! is written last, once every file is in place.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use chrono::NaiveDate;
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::basic::{Compression, ZstdLevel};
+use datafusion::parquet::file::properties::WriterProperties;
+use flate2::write::GzEncoder;
+use object_store::buffered::BufWriter;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+
+use crate::raw::csv::CsvEncoder;
+use crate::raw::{self, Manifest, ManifestEntry, RawError, RawFormat, Window};
+use crate::schema::Table;
+use crate::source::{Source, SourceError};
+use crate::storage::Location;
+
+/// Rows per batch read from the source.
+const SOURCE_BATCH_ROWS: usize = 8192;
+/// Size of the chunks handed from the encoder to the uploader.
+const CHUNK_BYTES: usize = 1 << 20;
+/// Chunks in flight per table.
+const CHUNKS_IN_FLIGHT: usize = 4;
+
+/// An extraction failure.
+#[derive(Debug, thiserror::Error)]
+pub enum ExtractError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error("writing {file} to the raw zone failed: {message}")]
+    Write { file: String, message: String },
+    #[error(transparent)]
+    Raw(#[from] RawError),
+}
+
+/// What was extracted for one table.
+#[derive(Debug, Clone)]
+pub struct ExtractedTable {
+    pub table: Table,
+    pub entry: ManifestEntry,
+    pub elapsed: Duration,
+}
+
+/// What an extraction did.
+#[derive(Debug, Clone)]
+pub struct ExtractReport {
+    pub date: NaiveDate,
+    pub tables: Vec<ExtractedTable>,
+    pub elapsed: Duration,
+}
+
+impl ExtractReport {
+    /// Rows extracted over all tables.
+    pub fn rows(&self) -> u64 {
+        self.tables.iter().map(|t| t.entry.rows).sum()
+    }
+}
+
+/// Extracts the five tables of `source` into `raw` for `date`, then writes
+/// the manifest.
+pub async fn extract(
+    source: &Source,
+    raw: &Location,
+    date: NaiveDate,
+    format: RawFormat,
+) -> Result<ExtractReport, ExtractError> {
+    let started = Instant::now();
+    let tasks: Vec<_> = Table::ALL
+        .into_iter()
+        .map(|table| {
+            let (source, raw) = (source.clone(), raw.clone());
+            tokio::spawn(async move { extract_table(&source, &raw, table, date, format).await })
+        })
+        .collect();
+    let mut tables = Vec::new();
+    let mut first_error = None;
+    for task in tasks {
+        match task.await {
+            Ok(Ok(table)) => tables.push(table),
+            Ok(Err(e)) => {
+                first_error.get_or_insert(e);
+            }
+            Err(join) => {
+                first_error.get_or_insert(ExtractError::Write {
+                    file: "(extract task)".to_string(),
+                    message: join.to_string(),
+                });
+            }
+        }
+    }
+    if let Some(error) = first_error {
+        return Err(error);
+    }
+    let manifest = Manifest {
+        date,
+        tables: tables
+            .iter()
+            .map(|t| (t.table.name().to_string(), t.entry.clone()))
+            .collect::<BTreeMap<_, _>>(),
+    };
+    manifest.write(raw).await?;
+    Ok(ExtractReport {
+        date,
+        tables,
+        elapsed: started.elapsed(),
+    })
+}
+
+async fn extract_table(
+    source: &Source,
+    raw: &Location,
+    table: Table,
+    date: NaiveDate,
+    format: RawFormat,
+) -> Result<ExtractedTable, ExtractError> {
+    let started = Instant::now();
+    let path = raw::file_path(table, date, format);
+    let file = path.to_string();
+    let write_error = |message: String| ExtractError::Write {
+        file: file.clone(),
+        message,
+    };
+    let (tx, mut rx) = mpsc::channel::<Bytes>(CHUNKS_IN_FLIGHT);
+    let source = source.clone();
+    let encoder = tokio::task::spawn_blocking(move || encode_table(&source, table, format, tx));
+
+    let mut upload = BufWriter::new(std::sync::Arc::clone(raw.store()), path.clone());
+    let mut hasher = Sha256::new();
+    let mut bytes = 0u64;
+    let mut upload_result = Ok(());
+    while let Some(chunk) = rx.recv().await {
+        hasher.update(&chunk);
+        bytes += chunk.len() as u64;
+        if let Err(e) = upload.write_all(&chunk).await {
+            upload_result = Err(write_error(e.to_string()));
+            break;
+        }
+    }
+    drop(rx);
+    let encoded = encoder
+        .await
+        .map_err(|e| write_error(e.to_string()))
+        .and_then(|r| r);
+    let rows = match upload_result.and(encoded) {
+        Ok(rows) => rows,
+        Err(e) => {
+            // Nothing may appear under the final name: drop the staged upload.
+            let _ = upload.abort().await;
+            return Err(e);
+        }
+    };
+    upload
+        .shutdown()
+        .await
+        .map_err(|e| write_error(e.to_string()))?;
+    Ok(ExtractedTable {
+        table,
+        entry: ManifestEntry {
+            file,
+            rows,
+            bytes,
+            sha256: hex::encode(hasher.finalize()),
+            window: Window::FULL,
+        },
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Reads `table` from the source and encodes it into chunks sent to `tx`.
+/// Returns the number of rows.
+fn encode_table(
+    source: &Source,
+    table: Table,
+    format: RawFormat,
+    tx: mpsc::Sender<Bytes>,
+) -> Result<u64, ExtractError> {
+    let output = ChunkWriter::new(tx);
+    let sink_error = |e: &dyn std::fmt::Display| SourceError::Sink {
+        table,
+        message: e.to_string(),
+    };
+    let rows = match format {
+        RawFormat::CsvGz => {
+            let gzip = GzEncoder::new(output, flate2::Compression::new(6));
+            let mut csv = CsvEncoder::new(gzip, table).map_err(|e| sink_error(&e))?;
+            let rows = source.read_table(table, SOURCE_BATCH_ROWS, |batch| {
+                csv.write(&batch).map_err(|e| sink_error(&e))
+            })?;
+            let gzip = csv.finish().map_err(|e| sink_error(&e))?;
+            gzip.finish()
+                .and_then(ChunkWriter::finish)
+                .map_err(|e| sink_error(&e))?;
+            rows
+        }
+        RawFormat::Parquet => {
+            let properties = WriterProperties::builder()
+                .set_compression(Compression::ZSTD(ZstdLevel::default()))
+                .build();
+            let mut writer = ArrowWriter::try_new(output, table.arrow_schema(), Some(properties))
+                .map_err(|e| sink_error(&e))?;
+            let rows = source.read_table(table, SOURCE_BATCH_ROWS, |batch| {
+                writer.write(&batch).map_err(|e| sink_error(&e))
+            })?;
+            let output = writer.into_inner().map_err(|e| sink_error(&e))?;
+            output.finish().map_err(|e| sink_error(&e))?;
+            rows
+        }
+    };
+    Ok(rows)
+}
+
+/// A blocking `Write` that hands fixed-size chunks to an async uploader.
+struct ChunkWriter {
+    buffer: Vec<u8>,
+    tx: mpsc::Sender<Bytes>,
+}
+
+impl ChunkWriter {
+    fn new(tx: mpsc::Sender<Bytes>) -> Self {
+        ChunkWriter {
+            buffer: Vec::with_capacity(CHUNK_BYTES),
+            tx,
+        }
+    }
+
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buffer, Vec::with_capacity(CHUNK_BYTES));
+        self.tx
+            .blocking_send(Bytes::from(chunk))
+            .map_err(|_| std::io::Error::other("the upload stopped"))
+    }
+
+    /// Sends what is left.
+    fn finish(mut self) -> std::io::Result<()> {
+        self.send()
+    }
+}
+
+impl Write for ChunkWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.buffer.extend_from_slice(buf);
+        if self.buffer.len() >= CHUNK_BYTES {
+            self.send()?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl std::fmt::Display for ExtractReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "extract    {} rows of 5 tables for {} in {:.1?}",
+            self.rows(),
+            self.date,
+            self.elapsed
+        )?;
+        for t in &self.tables {
+            writeln!(
+                f,
+                "           {:<9} {:>10} rows {:>12} bytes  {:.1?}  {}",
+                t.table, t.entry.rows, t.entry.bytes, t.elapsed, t.entry.file
+            )?;
+        }
+        Ok(())
+    }
+}

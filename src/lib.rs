@@ -1,0 +1,35 @@
+//! shelfline: a daily batch pipeline for retail sales and inventory.
+//!
+//! Data moves down this list, one module per stage:
+//!
+//! ```text
+//! source ──extract──▶ raw ──transform (quality gate)──▶ lake ──▶ query
+//! ```
+//!
+//! - [`schema`]: the tables of the data contract, the only place columns are listed;
+//! - [`datagen`]: deterministic synthetic retail data at a scale factor;
+//! - [`source`]: transactional databases (embedded SQLite);
+//! - [`extract`]: source → raw zone, streaming, with a manifest;
+//! - [`raw`]: the raw zone's layout, formats, manifest and completeness check;
+//! - [`transform`]: raw → weekly fact with DataFusion, behind the quality rules;
+//! - [`lake`]: atomic publication as Delta Lake tables;
+//! - [`query`]: SQL over the lake.
+//!
+//! [`pipeline`] strings the stages together (`run`, `demo`); [`config`] holds
+//! every setting; [`storage`] maps URLs to object stores.
+
+pub mod batch;
+pub mod cli;
+pub mod config;
+pub mod datagen;
+pub mod demo;
+pub mod engine;
+pub mod extract;
+pub mod lake;
+pub mod pipeline;
+pub mod query;
+pub mod raw;
+pub mod schema;
+pub mod source;
+pub mod storage;
+pub mod transform;

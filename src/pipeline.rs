@@ -1,0 +1,122 @@
+//! The stages strung together: a [`Pipeline`] is a validated plan built from
+//! a [`Config`] (every location parsed, every problem reported at once), with
+//! one method per command.
+
+use std::time::{Duration, Instant};
+
+use chrono::NaiveDate;
+
+use crate::config::Config;
+use crate::datagen::{self, DatagenSpec, DatagenSummary};
+use crate::extract::{self, ExtractError, ExtractReport};
+use crate::lake::Lake;
+use crate::raw::{self, CheckReport, RawError, RawFormat};
+use crate::source::{Source, SourceError};
+use crate::storage::Location;
+use crate::transform::{self, TransformError, TransformReport};
+
+/// A pipeline failure, by stage.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("invalid configuration:\n{}", .problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Config { problems: Vec<String> },
+    #[error("datagen: {0}")]
+    Datagen(#[from] SourceError),
+    #[error("extract: {0}")]
+    Extract(#[from] ExtractError),
+    #[error("check: {0}")]
+    Check(#[from] RawError),
+    #[error("transform: {0}")]
+    Transform(#[from] TransformError),
+}
+
+/// The stages, ready to run against the configured locations.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    pub config: Config,
+    pub source: Source,
+    pub raw: Location,
+    pub lake: Lake,
+}
+
+/// What `run` did, stage by stage.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub extract: ExtractReport,
+    pub check: CheckReport,
+    pub check_elapsed: Duration,
+    pub transform: TransformReport,
+}
+
+impl Pipeline {
+    /// Parses every location of `config`; fails listing every bad one.
+    pub fn new(config: Config) -> Result<Pipeline, PipelineError> {
+        let mut problems = Vec::new();
+        let source = Source::from_url(&config.source)
+            .map_err(|e| problems.push(format!("source: {e}")))
+            .ok();
+        let raw = Location::parse(&config.raw)
+            .map_err(|e| problems.push(format!("raw: {e}")))
+            .ok();
+        let lake = Location::parse(&config.lake)
+            .map_err(|e| problems.push(format!("lake: {e}")))
+            .ok();
+        match (source, raw, lake) {
+            (Some(source), Some(raw), Some(lake)) => Ok(Pipeline {
+                config,
+                source,
+                raw,
+                lake: Lake::new(lake),
+            }),
+            _ => Err(PipelineError::Config { problems }),
+        }
+    }
+
+    /// Creates the contract tables in the source and fills them with
+    /// generated data. `on_day` reports progress (days done).
+    pub fn datagen(
+        &self,
+        spec: &DatagenSpec,
+        on_day: impl FnMut(u32),
+    ) -> Result<DatagenSummary, PipelineError> {
+        self.source.create_tables()?;
+        let mut loader = self.source.loader()?;
+        let summary = datagen::generate(spec, |table, batch| loader.insert(table, &batch), on_day)?;
+        loader.commit()?;
+        Ok(summary)
+    }
+
+    /// Extracts the source into the raw zone for `date`.
+    pub async fn extract(
+        &self,
+        date: NaiveDate,
+        format: RawFormat,
+    ) -> Result<ExtractReport, PipelineError> {
+        Ok(extract::extract(&self.source, &self.raw, date, format).await?)
+    }
+
+    /// Checks that the raw set of `date` is complete and matches its manifest.
+    pub async fn check(&self, date: NaiveDate) -> Result<CheckReport, PipelineError> {
+        Ok(raw::check(&self.raw, date).await?)
+    }
+
+    /// Transforms the raw set of `date` and publishes the lake tables.
+    pub async fn transform(&self, date: NaiveDate) -> Result<TransformReport, PipelineError> {
+        Ok(transform::transform(&self.config, &self.raw, &self.lake, date).await?)
+    }
+
+    /// Extract, check, transform.
+    pub async fn run(&self, date: NaiveDate) -> Result<RunReport, PipelineError> {
+        let extract = self.extract(date, self.config.raw_format).await?;
+        let started = Instant::now();
+        let check = self.check(date).await?;
+        let check_elapsed = started.elapsed();
+        let transform = self.transform(date).await?;
+        Ok(RunReport {
+            extract,
+            check,
+            check_elapsed,
+            transform,
+        })
+    }
+}

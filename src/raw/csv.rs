@@ -1,0 +1,450 @@
+//! The raw-zone CSV format of contract section 2, both ways.
+//!
+//! Reading is strict and schema-driven (never inferred): the header must list
+//! the contract's columns in order, decimals must be plain text with at most
+//! the column's scale (`1.255` in a DECIMAL(38,2) column is an error, never
+//! rounded), booleans are `0`/`1`/`true`/`false`, an empty field is NULL.
+//! Every error names the file, the line where the row starts and the column.
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+
+use super::RawError;
+use super::quarantine::{BadRow, Quarantine};
+use crate::batch::{BatchBuilder, Value};
+use crate::schema::{Kind, Table};
+
+/// Rows per Arrow batch produced by the reader.
+pub const BATCH_ROWS: usize = 8192;
+
+const UNIX_EPOCH: NaiveDate = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
+
+/// Streams a raw CSV file (already decompressed) as Arrow batches with the
+/// table's contract schema.
+pub struct CsvDecoder<R: Read> {
+    reader: csv::Reader<R>,
+    table: Table,
+    file: String,
+    record: csv::ByteRecord,
+    quarantine: Arc<Quarantine>,
+    /// Data rows seen, including quarantined ones.
+    rows: u64,
+    header_checked: bool,
+}
+
+impl<R: Read> CsvDecoder<R> {
+    /// A decoder for `table`; `file` names the file in error messages.
+    pub fn new(input: R, table: Table, file: String, quarantine: Arc<Quarantine>) -> Self {
+        let reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .buffer_capacity(1 << 20)
+            .from_reader(input);
+        CsvDecoder {
+            reader,
+            table,
+            file,
+            record: csv::ByteRecord::new(),
+            quarantine,
+            rows: 0,
+            header_checked: false,
+        }
+    }
+
+    /// Data rows read so far (header excluded, quarantined rows included).
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// The next batch, or `None` at the end of the file.
+    pub fn next_batch(&mut self) -> Result<Option<RecordBatch>, RawError> {
+        if !self.header_checked {
+            self.check_header()?;
+            self.header_checked = true;
+        }
+        let mut builder = BatchBuilder::new(self.table, BATCH_ROWS);
+        while builder.len() < BATCH_ROWS && self.read_record()? {
+            self.rows += 1;
+            let line = self.line();
+            let mut cells = Vec::with_capacity(self.table.columns().len());
+            match parse_row(self.table, &self.record, &mut cells) {
+                Ok(()) => builder.push(&cells),
+                Err(problem) => {
+                    let bad = BadRow {
+                        table: self.table,
+                        file: self.file.clone(),
+                        line,
+                        column: problem.column.to_string(),
+                        problem: problem.message,
+                        record: self
+                            .record
+                            .iter()
+                            .map(String::from_utf8_lossy)
+                            .collect::<Vec<_>>()
+                            .join(","),
+                    };
+                    self.quarantine.admit(bad)?;
+                }
+            }
+        }
+        Ok((!builder.is_empty()).then(|| builder.finish()))
+    }
+
+    /// The underlying reader, e.g. to finish a checksum after the last batch.
+    pub fn into_inner(self) -> R {
+        self.reader.into_inner()
+    }
+
+    fn line(&self) -> u64 {
+        self.record.position().map_or(0, |p| p.line())
+    }
+
+    fn read_record(&mut self) -> Result<bool, RawError> {
+        self.reader
+            .read_byte_record(&mut self.record)
+            .map_err(|e| RawError::Csv {
+                file: self.file.clone(),
+                line: e.position().map_or(self.rows + 2, |p| p.line()),
+                message: e.to_string(),
+            })
+    }
+
+    fn check_header(&mut self) -> Result<(), RawError> {
+        if !self.read_record()? {
+            return Err(RawError::Header {
+                file: self.file.clone(),
+                expected: self.expected_header(),
+                found: "an empty file".to_string(),
+            });
+        }
+        let found: Vec<String> = self
+            .record
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let f = if i == 0 { strip_bom(f) } else { f };
+                String::from_utf8_lossy(f).into_owned()
+            })
+            .collect();
+        let expected: Vec<&str> = self.table.columns().iter().map(|c| c.name).collect();
+        if found != expected {
+            return Err(RawError::Header {
+                file: self.file.clone(),
+                expected: self.expected_header(),
+                found: found.join(","),
+            });
+        }
+        Ok(())
+    }
+
+    fn expected_header(&self) -> String {
+        let names: Vec<&str> = self.table.columns().iter().map(|c| c.name).collect();
+        names.join(",")
+    }
+}
+
+fn strip_bom(field: &[u8]) -> &[u8] {
+    field.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(field)
+}
+
+/// Why a row was rejected: the column and what is wrong with its value.
+#[derive(Debug)]
+struct RowProblem {
+    column: &'static str,
+    message: String,
+}
+
+fn parse_row<'a>(
+    table: Table,
+    record: &'a csv::ByteRecord,
+    cells: &mut Vec<Value<'a>>,
+) -> Result<(), RowProblem> {
+    let columns = table.columns();
+    if record.len() != columns.len() {
+        return Err(RowProblem {
+            column: "(row)",
+            message: format!("expected {} fields, found {}", columns.len(), record.len()),
+        });
+    }
+    for (column, field) in columns.iter().zip(record.iter()) {
+        let cell = parse_field(column.kind, field).map_err(|reason| RowProblem {
+            column: column.name,
+            message: format!(
+                "'{}' is not a valid {}: {reason}",
+                String::from_utf8_lossy(field),
+                column.sql_type
+            ),
+        })?;
+        cells.push(cell);
+    }
+    Ok(())
+}
+
+fn parse_field(kind: Kind, field: &[u8]) -> Result<Value<'_>, String> {
+    if field.is_empty() {
+        return Ok(Value::Null);
+    }
+    match kind {
+        Kind::Int32 => parse_int(field, i32::MIN.into(), i32::MAX.into()).map(Value::Int),
+        Kind::Int64 => parse_int(field, i64::MIN, i64::MAX).map(Value::Int),
+        Kind::Decimal(precision, scale) => {
+            parse_decimal(field, precision, scale).map(Value::Decimal)
+        }
+        Kind::Date => parse_date(field).map(Value::Date),
+        Kind::Boolean => parse_bool(field).map(Value::Bool),
+        Kind::Float64 => Err("Float64 is not a raw-zone column kind".to_string()),
+        Kind::Utf8 => std::str::from_utf8(field)
+            .map(Value::Text)
+            .map_err(|_| "not UTF-8 text".to_string()),
+    }
+}
+
+fn parse_int(field: &[u8], min: i64, max: i64) -> Result<i64, String> {
+    let text = std::str::from_utf8(field).map_err(|_| "not a number".to_string())?;
+    let value: i64 = text.parse().map_err(|_| "not an integer".to_string())?;
+    if value < min || value > max {
+        return Err(format!("out of range {min}..={max}"));
+    }
+    Ok(value)
+}
+
+/// Parses `-?digits[.digits]` exactly into an integer scaled by `scale`.
+pub fn parse_decimal(field: &[u8], precision: u8, scale: i8) -> Result<i128, String> {
+    let (negative, digits) = match field.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, field),
+    };
+    let (int_part, frac_part) = match digits.iter().position(|&b| b == b'.') {
+        Some(dot) => (&digits[..dot], Some(&digits[dot + 1..])),
+        None => (digits, None),
+    };
+    let all_digits = |s: &[u8]| !s.is_empty() && s.iter().all(u8::is_ascii_digit);
+    if !all_digits(int_part) || !frac_part.is_none_or(all_digits) {
+        return Err("expected plain decimal text like -12.50".to_string());
+    }
+    let frac_part = frac_part.unwrap_or_default();
+    let scale = usize::try_from(scale).unwrap_or(0);
+    if frac_part.len() > scale {
+        return Err(format!(
+            "{} decimal places, the column allows {scale} (values are never rounded)",
+            frac_part.len()
+        ));
+    }
+    let int_digits = int_part.iter().skip_while(|&&b| b == b'0').count();
+    if int_digits + scale > usize::from(precision) {
+        return Err(format!(
+            "more than {} digits before the decimal point",
+            usize::from(precision) - scale
+        ));
+    }
+    let mut value: i128 = 0;
+    for &b in int_part.iter().chain(frac_part) {
+        value = value * 10 + i128::from(b - b'0');
+    }
+    value *= 10i128.pow((scale - frac_part.len()) as u32);
+    Ok(if negative { -value } else { value })
+}
+
+fn parse_date(field: &[u8]) -> Result<i32, String> {
+    let text = std::str::from_utf8(field).map_err(|_| "not a date".to_string())?;
+    let well_formed = text.len() == 10 && text.as_bytes()[4] == b'-' && text.as_bytes()[7] == b'-';
+    let date = well_formed
+        .then(|| NaiveDate::parse_from_str(text, "%Y-%m-%d").ok())
+        .flatten()
+        .ok_or_else(|| "expected a date YYYY-MM-DD".to_string())?;
+    Ok(days_since_epoch(date))
+}
+
+/// Days from 1970-01-01, the Arrow Date32 value of `date`.
+pub fn days_since_epoch(date: NaiveDate) -> i32 {
+    (date - UNIX_EPOCH).num_days() as i32
+}
+
+/// The date of an Arrow Date32 value.
+pub fn date_from_days(days: i32) -> NaiveDate {
+    UNIX_EPOCH + chrono::TimeDelta::days(days.into())
+}
+
+fn parse_bool(field: &[u8]) -> Result<bool, String> {
+    match field {
+        b"1" => Ok(true),
+        b"0" => Ok(false),
+        _ if field.eq_ignore_ascii_case(b"true") => Ok(true),
+        _ if field.eq_ignore_ascii_case(b"false") => Ok(false),
+        _ => Err("expected 0, 1, true or false".to_string()),
+    }
+}
+
+/// Writes Arrow batches of a contract table as raw-zone CSV: a header row,
+/// RFC 4180 quoting, empty field for NULL, plain decimals, `YYYY-MM-DD`.
+pub struct CsvEncoder<W: Write> {
+    writer: csv::Writer<W>,
+}
+
+impl<W: Write> CsvEncoder<W> {
+    /// Starts a file for `table` and writes its header.
+    pub fn new(output: W, table: Table) -> std::io::Result<Self> {
+        let mut writer = csv::WriterBuilder::new()
+            .buffer_capacity(1 << 16)
+            .from_writer(output);
+        let names = table.columns().iter().map(|c| c.name);
+        writer.write_record(names).map_err(std::io::Error::other)?;
+        Ok(CsvEncoder { writer })
+    }
+
+    /// Appends the rows of `batch`.
+    pub fn write(&mut self, batch: &RecordBatch) -> std::io::Result<()> {
+        let options = FormatOptions::default().with_null("");
+        let formatters = batch
+            .columns()
+            .iter()
+            .map(|array| ArrayFormatter::try_new(array.as_ref(), &options))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(std::io::Error::other)?;
+        let mut field = String::new();
+        for row in 0..batch.num_rows() {
+            for formatter in &formatters {
+                field.clear();
+                use std::fmt::Write as _;
+                write!(field, "{}", formatter.value(row)).map_err(std::io::Error::other)?;
+                self.writer
+                    .write_field(&field)
+                    .map_err(std::io::Error::other)?;
+            }
+            self.writer
+                .write_record(None::<&[u8]>)
+                .map_err(std::io::Error::other)?;
+        }
+        Ok(())
+    }
+
+    /// Flushes and returns the underlying writer.
+    pub fn finish(self) -> std::io::Result<W> {
+        self.writer
+            .into_inner()
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::arrow::datatypes::Decimal128Type;
+
+    fn decode(table: Table, text: &str, budget: u64) -> Result<Vec<RecordBatch>, RawError> {
+        let quarantine = Arc::new(Quarantine::new(budget));
+        let mut decoder =
+            CsvDecoder::new(text.as_bytes(), table, "t.csv.gz".to_string(), quarantine);
+        let mut batches = Vec::new();
+        while let Some(batch) = decoder.next_batch()? {
+            batches.push(batch);
+        }
+        Ok(batches)
+    }
+
+    const INVENTORY_HEADER: &str = "cal_dt,store_key,prod_key,inventory_on_hand_qty,inventory_on_order_qty,out_of_stock_flg,waste_qty,promotion_flg,next_delivery_dt\n";
+
+    #[test]
+    fn decimals_are_exact_and_never_rounded() {
+        assert_eq!(parse_decimal(b"12.5", 38, 2), Ok(1250));
+        assert_eq!(parse_decimal(b"-0.07", 38, 2), Ok(-7));
+        assert_eq!(parse_decimal(b"3", 19, 3), Ok(3000));
+        assert!(
+            parse_decimal(b"1.255", 38, 2)
+                .unwrap_err()
+                .contains("3 decimal places")
+        );
+        for bad in ["1e3", "1.", ".5", "--1", "1,5", "", "-", " 1"] {
+            assert!(parse_decimal(bad.as_bytes(), 38, 2).is_err(), "{bad}");
+        }
+        assert!(parse_decimal(b"12345678901234567", 19, 3).is_err());
+    }
+
+    #[test]
+    fn quoted_fields_booleans_and_nulls() {
+        let text = format!(
+            "{INVENTORY_HEADER}2026-01-09,1,101,\"3.00\",,0,0.00,true,\n\
+             2026-01-10,1,101,4,1.5,1,,\"\",2026-01-12\n"
+        );
+        let batches = decode(Table::Inventory, &text, 0).unwrap();
+        let batch = &batches[0];
+        assert_eq!(batch.num_rows(), 2);
+        let on_hand = batch.column(3).as_primitive::<Decimal128Type>();
+        assert_eq!((on_hand.value(0), on_hand.value(1)), (300, 400));
+        assert!(batch.column(4).is_null(0));
+        assert!(batch.column(7).as_boolean().value(0));
+        assert!(batch.column(7).is_null(1), "quoted empty field is NULL");
+    }
+
+    #[test]
+    fn a_bad_value_names_file_line_and_column() {
+        let text = format!(
+            "{INVENTORY_HEADER}2026-01-09,1,101,3.00,0,0,0,0,\n\"2026-01-10\",1,101,3.005,0,0,0,0,\n"
+        );
+        let err = decode(Table::Inventory, &text, 0).unwrap_err().to_string();
+        assert!(err.contains("t.csv.gz"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+        assert!(err.contains("inventory_on_hand_qty"), "{err}");
+        assert!(err.contains("3.005"), "{err}");
+    }
+
+    #[test]
+    fn line_numbers_count_newlines_inside_quotes() {
+        let text = "prod_key,prod_name,vol,wgt,brand_name,status_code,status_code_name,category_key,category_name,subcategory_key,subcategory_name\n\
+                    1,\"two\nlines\",1,1,b,1,s,1,c,1,s\n\
+                    x,n,1,1,b,1,s,1,c,1,s\n";
+        let err = decode(Table::Product, text, 0).unwrap_err().to_string();
+        assert!(err.contains("line 4"), "{err}");
+        assert!(err.contains("prod_key"), "{err}");
+    }
+
+    #[test]
+    fn wrong_header_lists_expected_columns() {
+        let err = decode(Table::Inventory, "cal_dt,store\n", 0)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cal_dt,store_key,prod_key"), "{err}");
+    }
+
+    #[test]
+    fn wrong_field_count_is_reported() {
+        let text = format!("{INVENTORY_HEADER}2026-01-09,1,101\n");
+        let err = decode(Table::Inventory, &text, 0).unwrap_err().to_string();
+        assert!(err.contains("expected 9 fields, found 3"), "{err}");
+    }
+
+    #[test]
+    fn bad_rows_within_the_budget_are_set_aside() {
+        let text = format!(
+            "{INVENTORY_HEADER}2026-01-09,1,101,3.00,0,0,0,0,\nbad,1,101,3.00,0,0,0,0,\n2026-01-10,1,101,3.00,0,0,0,0,\n"
+        );
+        let batches = decode(Table::Inventory, &text, 1).unwrap();
+        assert_eq!(batches[0].num_rows(), 2);
+    }
+
+    #[test]
+    fn encoder_round_trips_through_decoder() {
+        let text = format!("{INVENTORY_HEADER}2026-01-09,1,101,-3.50,,2,0.00,true,2026-01-12\n");
+        let batch = decode(Table::Inventory, &text, 0).unwrap().remove(0);
+        let mut encoder = CsvEncoder::new(Vec::new(), Table::Inventory).unwrap();
+        encoder.write(&batch).unwrap();
+        let written = String::from_utf8(encoder.finish().unwrap()).unwrap();
+        assert_eq!(
+            written,
+            format!("{INVENTORY_HEADER}2026-01-09,1,101,-3.50,,2,0.00,true,2026-01-12\n")
+        );
+    }
+
+    #[test]
+    fn date32_round_trip() {
+        let date = NaiveDate::from_ymd_opt(2026, 1, 10).unwrap();
+        assert_eq!(date_from_days(days_since_epoch(date)), date);
+        let old = NaiveDate::from_ymd_opt(1960, 3, 1).unwrap();
+        assert_eq!(date_from_days(days_since_epoch(old)), old);
+    }
+}

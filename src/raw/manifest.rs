@@ -1,0 +1,168 @@
+//! The manifest of a date's raw set (contract section 2), written last by
+//! the extractor: for each table its file, rows, bytes, sha256 and window.
+
+use object_store::ObjectStoreExt as _;
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use super::{RawError, RawFile, manifest_path};
+use crate::schema::Table;
+use crate::storage::Location;
+
+/// `<raw>/_manifests/<D>.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub date: NaiveDate,
+    pub tables: BTreeMap<String, ManifestEntry>,
+}
+
+/// What the extractor wrote for one table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestEntry {
+    /// Path relative to the raw root.
+    pub file: String,
+    pub rows: u64,
+    pub bytes: u64,
+    pub sha256: String,
+    pub window: Window,
+}
+
+/// Which rows of a fact table a file holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Window {
+    /// A full snapshot, spelled `"full"`.
+    Full(FullTag),
+    /// The rows of a date window.
+    Range { from: NaiveDate, to: NaiveDate },
+}
+
+/// The literal `"full"`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FullTag {
+    Full,
+}
+
+impl Window {
+    /// A full snapshot.
+    pub const FULL: Window = Window::Full(FullTag::Full);
+}
+
+impl Manifest {
+    /// Reads the manifest of `date`, or `None` when there is none.
+    pub async fn read(raw: &Location, date: NaiveDate) -> Result<Option<Manifest>, RawError> {
+        let path = manifest_path(date);
+        let bytes = match raw.store().get(&path).await {
+            Ok(result) => result.bytes().await,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => Err(e),
+        }
+        .map_err(|source| RawError::Store {
+            file: path.to_string(),
+            source,
+        })?;
+        let manifest: Manifest =
+            serde_json::from_slice(&bytes).map_err(|e| RawError::Manifest {
+                file: path.to_string(),
+                reason: e.to_string(),
+            })?;
+        if manifest.date != date {
+            return Err(RawError::Manifest {
+                file: path.to_string(),
+                reason: format!("it is for {}, not {date}", manifest.date),
+            });
+        }
+        Ok(Some(manifest))
+    }
+
+    /// Writes the manifest; called after every file is in place.
+    pub async fn write(&self, raw: &Location) -> Result<(), RawError> {
+        let path = manifest_path(self.date);
+        let json = serde_json::to_vec_pretty(self).map_err(|e| RawError::Manifest {
+            file: path.to_string(),
+            reason: e.to_string(),
+        })?;
+        raw.store()
+            .put(&path, Bytes::from(json).into())
+            .await
+            .map_err(|source| RawError::Store {
+                file: path.to_string(),
+                source,
+            })?;
+        Ok(())
+    }
+
+    /// Fails when the manifest misses a table or names another file than
+    /// the one found.
+    pub fn check_files(&self, files: &BTreeMap<Table, RawFile>) -> Result<(), RawError> {
+        let file = manifest_path(self.date).to_string();
+        for (table, raw_file) in files {
+            let entry = self
+                .tables
+                .get(table.name())
+                .ok_or_else(|| RawError::Manifest {
+                    file: file.clone(),
+                    reason: format!("no entry for table {table}"),
+                })?;
+            if entry.file != raw_file.path.as_ref() {
+                return Err(RawError::Manifest {
+                    file: file.clone(),
+                    reason: format!(
+                        "table {table} is listed as {}, but the raw zone has {}",
+                        entry.file, raw_file.path
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ManifestEntry {
+    /// Fails when `sha256`/`bytes` differ from this entry.
+    pub fn check_digest(&self, file: &str, sha256: &str, bytes: u64) -> Result<(), RawError> {
+        if self.sha256 != sha256 || self.bytes != bytes {
+            return Err(RawError::Checksum {
+                file: file.to_string(),
+                found: sha256.to_string(),
+                found_bytes: bytes,
+                expected: self.sha256.clone(),
+                expected_bytes: self.bytes,
+            });
+        }
+        Ok(())
+    }
+
+    /// Fails when the file held another number of rows than extracted.
+    pub fn check_rows(&self, rows: u64) -> Result<(), RawError> {
+        if self.rows != rows {
+            return Err(RawError::RowCount {
+                file: self.file.clone(),
+                found: rows,
+                expected: self.rows,
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_spells_full_or_a_range() {
+        let full: Window = serde_json::from_str("\"full\"").unwrap();
+        assert_eq!(full, Window::FULL);
+        let range: Window =
+            serde_json::from_str(r#"{"from": "2026-01-01", "to": "2026-01-10"}"#).unwrap();
+        assert!(matches!(range, Window::Range { .. }));
+        assert_eq!(serde_json::to_string(&Window::FULL).unwrap(), "\"full\"");
+    }
+}

@@ -1,0 +1,314 @@
+//! The raw zone (contract section 2): one file per table per logical date,
+//! `<raw>/<table>/<table>_<D>.csv.gz` or `.parquet`, and the manifest
+//! `<raw>/_manifests/<D>.json` that the extractor writes last.
+//!
+//! This module knows the layout, finds a date's files ([`RawSet::locate`]),
+//! checks them against the manifest ([`check`]) and reads them as Arrow
+//! batches ([`reader`]).
+
+pub mod csv;
+pub mod manifest;
+pub mod quarantine;
+pub mod reader;
+
+use object_store::ObjectStoreExt as _;
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::NaiveDate;
+use futures::TryStreamExt;
+use object_store::path::Path;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+pub use manifest::{Manifest, ManifestEntry, Window};
+
+use crate::schema::Table;
+use crate::storage::{self, Location};
+
+/// The format of a raw file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+pub enum RawFormat {
+    /// Gzip-compressed CSV with a header row (the default).
+    #[serde(rename = "csv.gz")]
+    #[value(name = "csv.gz")]
+    CsvGz,
+    /// Parquet with the contract's Arrow types.
+    #[serde(rename = "parquet")]
+    #[value(name = "parquet")]
+    Parquet,
+}
+
+impl RawFormat {
+    /// Both formats, in the order files are looked for.
+    pub const ALL: [RawFormat; 2] = [RawFormat::CsvGz, RawFormat::Parquet];
+
+    /// The file extension, without the dot.
+    pub fn extension(self) -> &'static str {
+        match self {
+            RawFormat::CsvGz => "csv.gz",
+            RawFormat::Parquet => "parquet",
+        }
+    }
+}
+
+impl fmt::Display for RawFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.extension())
+    }
+}
+
+/// Where the raw file of `table` for `date` lives, relative to the raw root.
+pub fn file_path(table: Table, date: NaiveDate, format: RawFormat) -> Path {
+    storage::path(&[
+        table.name(),
+        &format!("{}_{}.{}", table.name(), date, format.extension()),
+    ])
+}
+
+/// Where the manifest of `date` lives, relative to the raw root.
+pub fn manifest_path(date: NaiveDate) -> Path {
+    storage::path(&["_manifests", &format!("{date}.json")])
+}
+
+/// A problem with the raw zone or a raw file.
+#[derive(Debug, thiserror::Error)]
+pub enum RawError {
+    #[error(
+        "raw set for {date} in {raw} is incomplete: missing {}; run `shelfline extract --date {date}` or drop the files there",
+        .missing.join(", ")
+    )]
+    Missing {
+        date: NaiveDate,
+        raw: String,
+        missing: Vec<String>,
+    },
+    #[error(
+        "raw set for {date} has both formats for {}: keep exactly one file per table",
+        .tables.join(", ")
+    )]
+    BothFormats {
+        date: NaiveDate,
+        tables: Vec<String>,
+    },
+    #[error("{file}: cannot read: {source}")]
+    Io {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("{file}: cannot access: {source}")]
+    Store {
+        file: String,
+        source: object_store::Error,
+    },
+    #[error("{file}, line {line}: malformed CSV: {message}")]
+    Csv {
+        file: String,
+        line: u64,
+        message: String,
+    },
+    #[error(
+        "{file}, line 1: header does not match the contract; expected `{expected}`, found `{found}`"
+    )]
+    Header {
+        file: String,
+        expected: String,
+        found: String,
+    },
+    #[error("{file}, line {line}, column {column}: {problem}{}", budget_note(*.budget))]
+    BadValue {
+        file: String,
+        line: u64,
+        column: String,
+        problem: String,
+        budget: u64,
+    },
+    #[error("{file}: {source}")]
+    Arrow {
+        file: String,
+        source: datafusion::arrow::error::ArrowError,
+    },
+    #[error("{file}: not a readable Parquet file: {source}")]
+    Parquet {
+        file: String,
+        source: datafusion::parquet::errors::ParquetError,
+    },
+    #[error("{file}: Parquet schema differs from the contract: {}", .differences.join("; "))]
+    ParquetSchema {
+        file: String,
+        differences: Vec<String>,
+    },
+    #[error(
+        "{file}: {found} rows, but the manifest says {expected}; the file changed after extraction, extract the date again"
+    )]
+    RowCount {
+        file: String,
+        found: u64,
+        expected: u64,
+    },
+    #[error(
+        "{file}: {found_bytes} bytes with sha256 {found}, but the manifest says {expected_bytes} bytes with sha256 {expected}; the file changed after extraction, extract the date again"
+    )]
+    Checksum {
+        file: String,
+        found: String,
+        found_bytes: u64,
+        expected: String,
+        expected_bytes: u64,
+    },
+    #[error("manifest {file}: {reason}")]
+    Manifest { file: String, reason: String },
+}
+
+fn budget_note(budget: u64) -> String {
+    if budget == 0 {
+        " (set `error_budget` in the config to set such rows aside instead)".to_string()
+    } else {
+        format!(" (error budget of {budget} bad rows exceeded)")
+    }
+}
+
+/// One located raw file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawFile {
+    pub table: Table,
+    pub format: RawFormat,
+    /// Path relative to the raw root.
+    pub path: Path,
+    pub bytes: u64,
+}
+
+/// The complete raw set of one date: one file per table, and the manifest
+/// when the extractor wrote one.
+#[derive(Debug, Clone)]
+pub struct RawSet {
+    pub date: NaiveDate,
+    pub files: BTreeMap<Table, RawFile>,
+    pub manifest: Option<Manifest>,
+}
+
+impl RawSet {
+    /// Finds the five files of `date`; fails listing every missing file and
+    /// every table present in both formats.
+    pub async fn locate(raw: &Location, date: NaiveDate) -> Result<RawSet, RawError> {
+        let mut files = BTreeMap::new();
+        let mut missing = Vec::new();
+        let mut both = Vec::new();
+        for table in Table::ALL {
+            let mut found = Vec::new();
+            for format in RawFormat::ALL {
+                let path = file_path(table, date, format);
+                match raw.store().head(&path).await {
+                    Ok(meta) => found.push(RawFile {
+                        table,
+                        format,
+                        path,
+                        bytes: meta.size,
+                    }),
+                    Err(object_store::Error::NotFound { .. }) => {}
+                    Err(source) => {
+                        return Err(RawError::Store {
+                            file: path.to_string(),
+                            source,
+                        });
+                    }
+                }
+            }
+            match found.len() {
+                0 => missing.push(file_path(table, date, RawFormat::CsvGz).to_string()),
+                1 => {
+                    files.insert(table, found.remove(0));
+                }
+                _ => both.push(table.name().to_string()),
+            }
+        }
+        if !missing.is_empty() {
+            return Err(RawError::Missing {
+                date,
+                raw: raw.to_string(),
+                missing,
+            });
+        }
+        if !both.is_empty() {
+            return Err(RawError::BothFormats { date, tables: both });
+        }
+        let manifest = Manifest::read(raw, date).await?;
+        if let Some(manifest) = &manifest {
+            manifest.check_files(&files)?;
+        }
+        Ok(RawSet {
+            date,
+            files,
+            manifest,
+        })
+    }
+
+    /// The manifest entry of `table`, when there is a manifest.
+    pub fn manifest_entry(&self, table: Table) -> Option<&ManifestEntry> {
+        self.manifest.as_ref()?.tables.get(table.name())
+    }
+}
+
+/// What `check` found for one date.
+#[derive(Debug, Clone)]
+pub struct CheckReport {
+    pub set: RawSet,
+}
+
+impl fmt::Display for CheckReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let verified = if self.set.manifest.is_some() {
+            "bytes and sha256 match the manifest"
+        } else {
+            "no manifest (files dropped by another producer); not verified"
+        };
+        writeln!(f, "raw set for {} is complete ({verified}):", self.set.date)?;
+        for file in self.set.files.values() {
+            let rows = self
+                .set
+                .manifest_entry(file.table)
+                .map(|e| format!(", {} rows", e.rows))
+                .unwrap_or_default();
+            writeln!(
+                f,
+                "  {:<9} {} ({} bytes{rows})",
+                file.table, file.path, file.bytes
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Checks that the raw set of `date` is complete, and when a manifest exists,
+/// that every file has the manifest's size and sha256.
+pub async fn check(raw: &Location, date: NaiveDate) -> Result<CheckReport, RawError> {
+    let set = RawSet::locate(raw, date).await?;
+    for file in set.files.values() {
+        if let Some(entry) = set.manifest_entry(file.table) {
+            let (sha256, bytes) = hash_object(raw, &file.path).await?;
+            entry.check_digest(&file.path.to_string(), &sha256, bytes)?;
+        }
+    }
+    Ok(CheckReport { set })
+}
+
+/// The sha256 (hex) and size of an object, read as a stream.
+pub async fn hash_object(raw: &Location, path: &Path) -> Result<(String, u64), RawError> {
+    let store_error = |source| RawError::Store {
+        file: path.to_string(),
+        source,
+    };
+    let mut stream = raw
+        .store()
+        .get(path)
+        .await
+        .map_err(store_error)?
+        .into_stream();
+    let mut hasher = Sha256::new();
+    let mut bytes = 0u64;
+    while let Some(chunk) = stream.try_next().await.map_err(store_error)? {
+        bytes += chunk.len() as u64;
+        hasher.update(&chunk);
+    }
+    Ok((hex::encode(hasher.finalize()), bytes))
+}

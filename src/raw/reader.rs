@@ -1,0 +1,269 @@
+//! Reads one raw file as a stream of Arrow batches with the contract schema,
+//! verifying row count and sha256 against the manifest when there is one.
+//!
+//! CSV files are decompressed and parsed on a blocking thread, with at most
+//! a few batches in flight, so memory stays bounded whatever the file size.
+
+use object_store::ObjectStoreExt as _;
+use std::io::{BufReader, Read};
+use std::sync::Arc;
+
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::error::DataFusionError;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use datafusion::parquet::file::reader::ChunkReader;
+use datafusion::physical_plan::stream::RecordBatchReceiverStream;
+use flate2::read::MultiGzDecoder;
+use futures::TryStreamExt;
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc::Sender;
+
+use super::csv::CsvDecoder;
+use super::quarantine::Quarantine;
+use super::{ManifestEntry, RawError, RawFile, RawFormat};
+use crate::schema::Table;
+use crate::storage::Location;
+
+/// Batches in flight between the parser thread and the consumer.
+const CHANNEL_BATCHES: usize = 4;
+
+/// Opens `file` as a stream of batches with its table's contract schema.
+pub fn open(
+    raw: &Location,
+    file: &RawFile,
+    entry: Option<ManifestEntry>,
+    quarantine: Arc<Quarantine>,
+) -> SendableRecordBatchStream {
+    let schema = file.table.arrow_schema();
+    let mut builder = RecordBatchReceiverStream::builder(schema, CHANNEL_BATCHES);
+    let tx = builder.tx();
+    let raw = raw.clone();
+    let file = file.clone();
+    match file.format {
+        RawFormat::CsvGz => builder.spawn_blocking(move || {
+            let result = read_csv(&raw, &file, entry.as_ref(), quarantine, &tx);
+            forward_error(result, &tx)
+        }),
+        RawFormat::Parquet => builder.spawn_blocking(move || {
+            let result = read_parquet(&raw, &file, entry.as_ref(), &tx);
+            forward_error(result, &tx)
+        }),
+    }
+    builder.build()
+}
+
+/// Sends a read error down the stream; a closed stream (the consumer stopped
+/// early, e.g. after a LIMIT) is not an error.
+fn forward_error(
+    result: Result<(), RawError>,
+    tx: &Sender<datafusion::error::Result<RecordBatch>>,
+) -> datafusion::error::Result<()> {
+    if let Err(e) = result {
+        let _ = tx.try_send(Err(DataFusionError::External(Box::new(e))));
+    }
+    Ok(())
+}
+
+fn read_csv(
+    raw: &Location,
+    file: &RawFile,
+    entry: Option<&ManifestEntry>,
+    quarantine: Arc<Quarantine>,
+    tx: &Sender<datafusion::error::Result<RecordBatch>>,
+) -> Result<(), RawError> {
+    let name = file.path.to_string();
+    let input = HashingReader::new(open_sync(raw, file)?);
+    let gzip = MultiGzDecoder::new(BufReader::with_capacity(1 << 20, input));
+    let mut decoder = CsvDecoder::new(gzip, file.table, name.clone(), quarantine);
+    while let Some(batch) = decoder.next_batch()? {
+        if tx.blocking_send(Ok(batch)).is_err() {
+            return Ok(());
+        }
+    }
+    let rows = decoder.rows();
+    let (sha256, bytes) = decoder.into_inner().into_inner().into_inner().finish();
+    if let Some(entry) = entry {
+        entry.check_digest(&name, &sha256, bytes)?;
+        entry.check_rows(rows)?;
+    }
+    Ok(())
+}
+
+/// A blocking reader of the object: the file itself for a local raw zone,
+/// otherwise the object store's byte stream bridged to `Read`.
+fn open_sync(raw: &Location, file: &RawFile) -> Result<Box<dyn Read + Send>, RawError> {
+    if let Some(dir) = raw.local_dir() {
+        let path = dir.join(file.path.as_ref());
+        let handle = std::fs::File::open(&path).map_err(|source| RawError::Io {
+            file: file.path.to_string(),
+            source,
+        })?;
+        return Ok(Box::new(handle));
+    }
+    let store = Arc::clone(raw.store());
+    let path = file.path.clone();
+    let handle = tokio::runtime::Handle::current();
+    let stream = handle
+        .block_on(async move { store.get(&path).await })
+        .map_err(|source| RawError::Store {
+            file: file.path.to_string(),
+            source,
+        })?
+        .into_stream()
+        .map_err(std::io::Error::other);
+    let reader = tokio_util::io::StreamReader::new(stream);
+    Ok(Box::new(tokio_util::io::SyncIoBridge::new_with_handle(
+        reader, handle,
+    )))
+}
+
+/// Reads a Parquet raw file. A local file is read in place; a remote
+/// object is fetched whole first (Parquet needs random access).
+fn read_parquet(
+    raw: &Location,
+    file: &RawFile,
+    entry: Option<&ManifestEntry>,
+    tx: &Sender<datafusion::error::Result<RecordBatch>>,
+) -> Result<(), RawError> {
+    let name = file.path.to_string();
+    if let Some(entry) = entry {
+        let mut input = HashingReader::new(open_sync(raw, file)?);
+        std::io::copy(&mut input, &mut std::io::sink()).map_err(|source| RawError::Io {
+            file: name.clone(),
+            source,
+        })?;
+        let (sha256, bytes) = input.finish();
+        entry.check_digest(&name, &sha256, bytes)?;
+    }
+    let rows = match raw.local_dir() {
+        Some(dir) => {
+            let local = std::fs::File::open(dir.join(file.path.as_ref())).map_err(|source| {
+                RawError::Io {
+                    file: name.clone(),
+                    source,
+                }
+            })?;
+            decode_parquet(local, file, tx)?
+        }
+        None => decode_parquet(fetch(raw, file)?, file, tx)?,
+    };
+    match (entry, rows) {
+        (Some(entry), Some(rows)) => entry.check_rows(rows),
+        _ => Ok(()),
+    }
+}
+
+fn fetch(raw: &Location, file: &RawFile) -> Result<bytes::Bytes, RawError> {
+    let store = Arc::clone(raw.store());
+    let path = file.path.clone();
+    tokio::runtime::Handle::current()
+        .block_on(async move { store.get(&path).await?.bytes().await })
+        .map_err(|source| RawError::Store {
+            file: file.path.to_string(),
+            source,
+        })
+}
+
+/// Sends the file's batches; returns the rows read, or `None` when the
+/// consumer stopped early.
+fn decode_parquet<T: ChunkReader + 'static>(
+    input: T,
+    file: &RawFile,
+    tx: &Sender<datafusion::error::Result<RecordBatch>>,
+) -> Result<Option<u64>, RawError> {
+    let name = file.path.to_string();
+    let parquet_error = |source| RawError::Parquet {
+        file: name.clone(),
+        source,
+    };
+    let builder = ParquetRecordBatchReaderBuilder::try_new(input).map_err(parquet_error)?;
+    check_parquet_schema(file.table, &name, builder.schema())?;
+    let reader = builder
+        .with_batch_size(super::csv::BATCH_ROWS)
+        .build()
+        .map_err(parquet_error)?;
+    let mut rows = 0u64;
+    for batch in reader {
+        let batch = batch
+            .and_then(|b| b.with_schema(file.table.arrow_schema()))
+            .map_err(|source| RawError::Arrow {
+                file: name.clone(),
+                source,
+            })?;
+        rows += batch.num_rows() as u64;
+        if tx.blocking_send(Ok(batch)).is_err() {
+            return Ok(None);
+        }
+    }
+    Ok(Some(rows))
+}
+
+/// Lists every column whose name or type differs from the contract.
+fn check_parquet_schema(
+    table: Table,
+    file: &str,
+    found: &datafusion::arrow::datatypes::Schema,
+) -> Result<(), RawError> {
+    let mut differences = Vec::new();
+    for column in table.columns() {
+        let expected = column.kind.arrow_type();
+        match found.field_with_name(column.name) {
+            Err(_) => differences.push(format!("missing column {}", column.name)),
+            Ok(field) if field.data_type() != &expected => differences.push(format!(
+                "column {} is {}, expected {expected}",
+                column.name,
+                field.data_type()
+            )),
+            Ok(_) => {}
+        }
+    }
+    let names: Vec<&str> = found.fields().iter().map(|f| f.name().as_str()).collect();
+    let expected: Vec<&str> = table.columns().iter().map(|c| c.name).collect();
+    if differences.is_empty() && names != expected {
+        differences.push(format!(
+            "columns are [{}], expected [{}] in that order",
+            names.join(", "),
+            expected.join(", ")
+        ));
+    }
+    if differences.is_empty() {
+        Ok(())
+    } else {
+        Err(RawError::ParquetSchema {
+            file: file.to_string(),
+            differences,
+        })
+    }
+}
+
+/// Passes bytes through while computing their sha256 and count.
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl<R: Read> HashingReader<R> {
+    fn new(inner: R) -> Self {
+        HashingReader {
+            inner,
+            hasher: Sha256::new(),
+            bytes: 0,
+        }
+    }
+
+    /// The hex sha256 and the size of everything read.
+    fn finish(self) -> (String, u64) {
+        (hex::encode(self.hasher.finalize()), self.bytes)
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}

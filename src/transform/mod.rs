@@ -1,0 +1,296 @@
+//! Raw zone → weekly fact (contract section 3) behind the quality gate
+//! (section 4), then publication to the lake.
+//!
+//! The steps, each of which must pass before the next starts:
+//!
+//! 1. locate the date's five raw files (and manifest);
+//! 2. check the input rules ([`quality`]) — parse errors surface here too;
+//! 3. compute `weekly_sales_inventory` with the one SQL file
+//!    `weekly_sales_inventory.sql` and stage it as Parquet in a local
+//!    scratch folder (streamed, never collected);
+//! 4. reconcile the staged output's sales totals with the input's;
+//! 5. publish the fact and the dimension snapshots ([`crate::lake`]).
+//!
+//! A failure at any step publishes nothing and removes nothing.
+
+pub mod quality;
+pub mod raw_tables;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::NaiveDate;
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::datatypes::Int64Type;
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::dataframe::DataFrameWriteOptions;
+use datafusion::error::DataFusionError;
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
+
+use crate::config::Config;
+use crate::lake::{Lake, LakeError, PublishReport};
+use crate::raw::quarantine::Quarantine;
+use crate::raw::{RawError, RawSet};
+use crate::schema::{self, Table};
+use crate::storage::{Location, StorageError};
+use quality::Violation;
+
+/// The metric logic of contract section 3.1.
+pub const WEEKLY_SQL: &str = include_str!("weekly_sales_inventory.sql");
+
+/// Why a transform did not publish.
+#[derive(Debug, thiserror::Error)]
+pub enum TransformError {
+    #[error(transparent)]
+    Raw(#[from] RawError),
+    /// A raw file failed while the engine read it (parse error, checksum).
+    #[error("{0}")]
+    RawRead(String),
+    #[error(
+        "data quality check failed for {date}; nothing was published:\n{}",
+        .violations.iter().map(|v| format!("  - {v}")).collect::<Vec<_>>().join("\n")
+    )]
+    Quality {
+        date: NaiveDate,
+        violations: Vec<Violation>,
+    },
+    #[error(
+        "reconciliation failed for {date}; nothing was published: output totals (amt {output_amt}, qty {output_qty}) differ from input totals (amt {input_amt}, qty {input_qty})"
+    )]
+    Reconciliation {
+        date: NaiveDate,
+        output_amt: String,
+        input_amt: String,
+        output_qty: String,
+        input_qty: String,
+    },
+    #[error("query engine error: {0}")]
+    Engine(DataFusionError),
+    #[error("cannot format a total: {0}")]
+    Format(#[from] datafusion::arrow::error::ArrowError),
+    #[error("scratch folder: {0}")]
+    Scratch(std::io::Error),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Lake(#[from] LakeError),
+}
+
+impl From<DataFusionError> for TransformError {
+    /// Errors of our own raw reader come back wrapped by the engine; they
+    /// are shown as they are, since they name file, line and column.
+    fn from(error: DataFusionError) -> Self {
+        match raw_cause(&error) {
+            Some(raw) => TransformError::RawRead(raw.to_string()),
+            None => TransformError::Engine(error),
+        }
+    }
+}
+
+fn raw_cause(error: &DataFusionError) -> Option<&RawError> {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = current {
+        if let Some(raw) = e.downcast_ref::<RawError>() {
+            return Some(raw);
+        }
+        if let Some(DataFusionError::Shared(inner)) = e.downcast_ref::<DataFusionError>() {
+            current = Some(inner.as_ref());
+            continue;
+        }
+        current = e.source();
+    }
+    None
+}
+
+/// What a transform did.
+#[derive(Debug, Clone)]
+pub struct TransformReport {
+    pub date: NaiveDate,
+    /// Rows read per input table.
+    pub rows_read: Vec<(Table, u64)>,
+    /// Distinct (yr_num, wk_num) in the output.
+    pub weeks: u64,
+    /// Rows of `weekly_sales_inventory` written.
+    pub rows_written: u64,
+    /// Unparsable rows set aside within the error budget.
+    pub quarantined: usize,
+    pub publish: PublishReport,
+    /// Time per step: check, compute, publish.
+    pub timings: Vec<(&'static str, Duration)>,
+}
+
+/// Runs the transform of `date` from `raw` into `lake`.
+pub async fn transform(
+    config: &Config,
+    raw: &Location,
+    lake: &Lake,
+    date: NaiveDate,
+) -> Result<TransformReport, TransformError> {
+    let set = RawSet::locate(raw, date).await?;
+    let ctx = crate::engine::session(config)?;
+    let quarantine = Arc::new(Quarantine::new(config.error_budget));
+    raw_tables::register(&ctx, raw, &set, &quarantine)?;
+    let mut timings = Vec::new();
+
+    let started = Instant::now();
+    let (violations, rows_read) = quality::check(&ctx).await?;
+    if !violations.is_empty() {
+        return Err(TransformError::Quality { date, violations });
+    }
+    timings.push(("check", started.elapsed()));
+
+    let started = Instant::now();
+    let scratch = tempfile::tempdir().map_err(TransformError::Scratch)?;
+    let staged = stage_weekly(&ctx, scratch.path()).await?;
+    reconcile(&ctx, date).await?;
+    let (weeks, rows_written) = count_output(&ctx).await?;
+    timings.push(("compute", started.elapsed()));
+
+    let started = Instant::now();
+    let fact = ctx.table("staged_weekly").await?;
+    let mut dimensions = Vec::new();
+    for table in Table::DIMENSIONS {
+        dimensions.push((table, ctx.table(table.name()).await?));
+    }
+    let publish = lake
+        .publish(date, fact, dimensions, quarantine.as_ref(), config)
+        .await?;
+    timings.push(("publish", started.elapsed()));
+    drop(staged);
+
+    Ok(TransformReport {
+        date,
+        rows_read,
+        weeks,
+        rows_written,
+        quarantined: quarantine.rows().len(),
+        publish,
+        timings,
+    })
+}
+
+/// Computes the weekly fact into Parquet files under `dir` and registers
+/// them as `staged_weekly`. Returns the folder, which must outlive the
+/// publication.
+async fn stage_weekly(
+    ctx: &SessionContext,
+    dir: &std::path::Path,
+) -> Result<std::path::PathBuf, TransformError> {
+    let staged = dir.join("weekly_sales_inventory");
+    std::fs::create_dir_all(&staged).map_err(TransformError::Scratch)?;
+    let staged_url = format!("{}/", staged.display());
+    ctx.sql(WEEKLY_SQL)
+        .await?
+        .write_parquet(&staged_url, DataFrameWriteOptions::new(), None)
+        .await?;
+    let fact_schema = schema::fact_schema();
+    let options = ParquetReadOptions::default().schema(&fact_schema);
+    ctx.register_parquet("staged_weekly", &staged_url, options)
+        .await?;
+    Ok(staged)
+}
+
+/// Contract section 4: SUM(total_sales_amt) and SUM(total_sales_qty) over
+/// the output weeks equal the same sums over the input rows of those weeks.
+async fn reconcile(ctx: &SessionContext, date: NaiveDate) -> Result<(), TransformError> {
+    let output = decimal_pair(
+        ctx,
+        "SELECT SUM(total_sales_amt), SUM(total_sales_qty) FROM staged_weekly",
+    )
+    .await?;
+    let input = decimal_pair(
+        ctx,
+        "SELECT SUM(s.sales_amt), SUM(s.sales_qty)
+         FROM sales s
+         WHERE s.trans_dt IN (SELECT w.cal_dt FROM calendar w
+                              JOIN (SELECT DISTINCT yr_num, wk_num FROM staged_weekly) o
+                                ON o.yr_num = w.yr_num AND o.wk_num = w.wk_num)",
+    )
+    .await?;
+    if output != input {
+        return Err(TransformError::Reconciliation {
+            date,
+            output_amt: output.0,
+            input_amt: input.0,
+            output_qty: output.1,
+            input_qty: input.1,
+        });
+    }
+    Ok(())
+}
+
+/// Two DECIMAL sums, formatted exactly (NULL, i.e. no rows, is 0).
+async fn decimal_pair(ctx: &SessionContext, sql: &str) -> Result<(String, String), TransformError> {
+    let batches = ctx.sql(sql).await?.collect().await?;
+    let batch = batches
+        .iter()
+        .find(|b| b.num_rows() > 0)
+        .ok_or_else(|| DataFusionError::Internal(format!("no result for {sql}")))?;
+    let text = |i: usize| {
+        let column = batch.column(i);
+        if column.is_null(0) {
+            return Ok("0".to_string());
+        }
+        ArrayFormatter::try_new(column.as_ref(), &FormatOptions::default())
+            .map(|f| f.value(0).to_string())
+    };
+    Ok((text(0)?, text(1)?))
+}
+
+async fn count_output(ctx: &SessionContext) -> Result<(u64, u64), TransformError> {
+    let batches = ctx
+        .sql("SELECT count(DISTINCT yr_num * 100 + wk_num), count(*) FROM staged_weekly")
+        .await?
+        .collect()
+        .await?;
+    let value = |i: usize| {
+        batches.iter().find(|b| b.num_rows() > 0).map_or(0, |b| {
+            b.column(i).as_primitive::<Int64Type>().value(0) as u64
+        })
+    };
+    Ok((value(0), value(1)))
+}
+
+impl std::fmt::Display for TransformReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let read: Vec<String> = self
+            .rows_read
+            .iter()
+            .map(|(table, rows)| format!("{table} {rows}"))
+            .collect();
+        writeln!(f, "transform  read {}", read.join(", "))?;
+        writeln!(
+            f,
+            "           wrote {} rows of {} over {} weeks",
+            self.rows_written,
+            schema::FACT_TABLE,
+            self.weeks
+        )?;
+        let timings: Vec<String> = self
+            .timings
+            .iter()
+            .map(|(step, elapsed)| format!("{step} {elapsed:.1?}"))
+            .collect();
+        writeln!(f, "           {}", timings.join(", "))?;
+        let versions: Vec<String> = self
+            .publish
+            .versions
+            .iter()
+            .map(|(table, version)| format!("{table} v{version}"))
+            .collect();
+        writeln!(
+            f,
+            "           committed {}; vacuumed {} files",
+            versions.join(", "),
+            self.publish.files_vacuumed
+        )?;
+        if let Some(file) = &self.publish.quarantine_file {
+            writeln!(
+                f,
+                "           {} bad rows set aside in {file}",
+                self.quarantined
+            )?;
+        }
+        Ok(())
+    }
+}

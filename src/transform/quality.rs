@@ -1,0 +1,226 @@
+//! The data-quality rules of contract section 4 that look at the input
+//! tables, run as SQL before anything is computed or published.
+//!
+//! Every rule is checked and every violation reported at once, each naming
+//! the table, the column or key, the count and up to five examples.
+
+use std::fmt;
+
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::datatypes::Int64Type;
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::error::Result;
+use datafusion::prelude::SessionContext;
+
+use crate::schema::Table;
+
+/// Examples shown per violated rule.
+const EXAMPLES: usize = 5;
+
+/// One violated rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Violation {
+    /// The rule, in the contract's words.
+    pub rule: &'static str,
+    /// What was found: table, column, counts, examples.
+    pub detail: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.rule, self.detail)
+    }
+}
+
+/// Rows read per input table, counted while checking.
+pub type RowCounts = Vec<(Table, u64)>;
+
+/// Runs every input rule; returns the violations (empty when the input is
+/// good) and the rows of each table.
+pub async fn check(ctx: &SessionContext) -> Result<(Vec<Violation>, RowCounts)> {
+    let mut violations = Vec::new();
+    let mut counts = Vec::new();
+    for table in Table::ALL {
+        let (rows, nulls) = null_keys(ctx, table).await?;
+        counts.push((table, rows));
+        violations.extend(nulls);
+    }
+    let duplicate_rules = [
+        ("duplicate cal_dt in calendar", Table::Calendar, "cal_dt"),
+        ("duplicate trans_id", Table::Sales, "trans_id"),
+        (
+            "duplicate inventory key",
+            Table::Inventory,
+            "cal_dt, store_key, prod_key",
+        ),
+    ];
+    for (rule, table, key) in duplicate_rules {
+        violations.extend(duplicates(ctx, rule, table, key).await?);
+    }
+    violations.extend(calendar_week_nulls(ctx).await?);
+    for (table, column) in [(Table::Sales, "trans_dt"), (Table::Inventory, "cal_dt")] {
+        violations.extend(dates_missing_from_calendar(ctx, table, column).await?);
+    }
+    Ok((violations, counts))
+}
+
+/// Counts rows and NULLs in each key column of `table`.
+async fn null_keys(ctx: &SessionContext, table: Table) -> Result<(u64, Vec<Violation>)> {
+    let keys: Vec<&str> = table.key_columns().collect();
+    let counts: Vec<String> = keys
+        .iter()
+        .map(|k| format!("count(*) FILTER (WHERE {k} IS NULL)"))
+        .collect();
+    let sql = format!("SELECT count(*), {} FROM {table}", counts.join(", "));
+    let batch = single_row(ctx, &sql).await?;
+    let value = |i: usize| batch.column(i).as_primitive::<Int64Type>().value(0) as u64;
+    let violations = keys
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| value(i + 1) > 0)
+        .map(|(i, key)| Violation {
+            rule: "NULL in a key column",
+            detail: format!(
+                "table {table}, column {key}: {} of {} rows are NULL",
+                value(i + 1),
+                value(0)
+            ),
+        })
+        .collect();
+    Ok((value(0), violations))
+}
+
+/// Keys of `table` that occur more than once.
+async fn duplicates(
+    ctx: &SessionContext,
+    rule: &'static str,
+    table: Table,
+    key: &str,
+) -> Result<Option<Violation>> {
+    let sql = format!(
+        "WITH d AS (SELECT {key}, count(*) AS n FROM {table} GROUP BY {key} HAVING count(*) > 1)
+         SELECT {key}, n, count(*) OVER () AS groups, sum(n) OVER () AS total_rows
+         FROM d ORDER BY {key} LIMIT {EXAMPLES}"
+    );
+    let found = Finding::query(ctx, &sql).await?;
+    Ok(found.map(|f| Violation {
+        rule,
+        detail: format!(
+            "table {table}: {} duplicated values of ({key}) over {} rows, e.g. {}",
+            f.groups,
+            f.rows,
+            f.examples.join("; ")
+        ),
+    }))
+}
+
+async fn calendar_week_nulls(ctx: &SessionContext) -> Result<Option<Violation>> {
+    let sql = format!(
+        "WITH d AS (SELECT cal_dt, 1 AS n FROM calendar WHERE yr_num IS NULL OR wk_num IS NULL)
+         SELECT cal_dt, n, count(*) OVER () AS groups, sum(n) OVER () AS total_rows
+         FROM d ORDER BY cal_dt LIMIT {EXAMPLES}"
+    );
+    let found = Finding::query(ctx, &sql).await?;
+    Ok(found.map(|f| Violation {
+        rule: "NULL yr_num/wk_num in calendar",
+        detail: format!(
+            "table calendar: {} rows have no yr_num or wk_num, e.g. cal_dt {}",
+            f.rows,
+            f.examples.join("; ")
+        ),
+    }))
+}
+
+async fn dates_missing_from_calendar(
+    ctx: &SessionContext,
+    table: Table,
+    column: &str,
+) -> Result<Option<Violation>> {
+    let sql = format!(
+        "WITH d AS (SELECT {column} AS dt, count(*) AS n FROM {table}
+                    WHERE {column} IS NOT NULL GROUP BY {column}),
+              m AS (SELECT d.dt, d.n FROM d
+                    LEFT JOIN (SELECT DISTINCT cal_dt FROM calendar) c ON c.cal_dt = d.dt
+                    WHERE c.cal_dt IS NULL)
+         SELECT dt, n, count(*) OVER () AS groups, sum(n) OVER () AS total_rows
+         FROM m ORDER BY dt LIMIT {EXAMPLES}"
+    );
+    let found = Finding::query(ctx, &sql).await?;
+    Ok(found.map(|f| Violation {
+        rule: "date missing from calendar",
+        detail: format!(
+            "table {table}, column {column}: {} rows on {} distinct dates not in calendar, e.g. {}; add the dates to the calendar",
+            f.rows,
+            f.groups,
+            f.examples.join("; ")
+        ),
+    }))
+}
+
+/// The result of a rule query whose columns are: the key column(s), `n`
+/// (rows with that key), `groups` (keys found) and `total_rows`.
+struct Finding {
+    groups: u64,
+    rows: u64,
+    examples: Vec<String>,
+}
+
+impl Finding {
+    async fn query(ctx: &SessionContext, sql: &str) -> Result<Option<Finding>> {
+        let batches = ctx.sql(sql).await?.collect().await?;
+        let mut finding: Option<Finding> = None;
+        for batch in batches.iter().filter(|b| b.num_rows() > 0) {
+            let width = batch.num_columns();
+            let int = |i: usize, row: usize| int_value(batch.column(i).as_ref(), row);
+            let found = finding.get_or_insert(Finding {
+                groups: int(width - 2, 0),
+                rows: int(width - 1, 0),
+                examples: Vec::new(),
+            });
+            for row in 0..batch.num_rows() {
+                let key = format_key(&batch.columns()[..width - 3], row);
+                let n = int(width - 3, row);
+                found
+                    .examples
+                    .push(if n > 1 { format!("{key} ×{n}") } else { key });
+            }
+        }
+        Ok(finding)
+    }
+}
+
+fn int_value(array: &dyn Array, row: usize) -> u64 {
+    let formatter = ArrayFormatter::try_new(array, &FormatOptions::default());
+    formatter
+        .map(|f| f.value(row).to_string())
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(0)
+}
+
+fn format_key(columns: &[datafusion::arrow::array::ArrayRef], row: usize) -> String {
+    let options = FormatOptions::default().with_null("NULL");
+    let values: Vec<String> = columns
+        .iter()
+        .map(|c| {
+            ArrayFormatter::try_new(c.as_ref(), &options)
+                .map(|f| f.value(row).to_string())
+                .unwrap_or_default()
+        })
+        .collect();
+    match values.as_slice() {
+        [one] => one.clone(),
+        many => format!("({})", many.join(", ")),
+    }
+}
+
+async fn single_row(ctx: &SessionContext, sql: &str) -> Result<RecordBatch> {
+    let batches = ctx.sql(sql).await?.collect().await?;
+    let schema = batches
+        .first()
+        .map(|b| b.schema())
+        .unwrap_or_else(|| std::sync::Arc::new(datafusion::arrow::datatypes::Schema::empty()));
+    Ok(datafusion::arrow::compute::concat_batches(
+        &schema, &batches,
+    )?)
+}

@@ -1,0 +1,180 @@
+//! The pipeline end to end: idempotence, what a plain Parquet reader sees,
+//! the SQLite path against raw files, manifests, and exact decimal money.
+
+mod common;
+
+use std::io::Write;
+
+use common::{Workspace, golden_date, golden_tables};
+use datafusion::arrow::array::AsArray;
+use datafusion::arrow::datatypes::Int64Type;
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use shelfline::datagen::{self, DatagenSpec};
+use shelfline::raw::{RawFormat, csv::CsvEncoder};
+use shelfline::schema::Table;
+
+fn small_spec() -> DatagenSpec {
+    DatagenSpec {
+        scale_factor: 0.01,
+        days: 21,
+        ..DatagenSpec::default()
+    }
+}
+
+#[tokio::test]
+async fn running_a_date_twice_leaves_the_same_table() {
+    let ws = Workspace::new();
+    ws.write_raw(golden_date(), &golden_tables());
+    ws.pipeline.transform(golden_date()).await.unwrap();
+    let first = ws.fact_csv().await;
+    ws.pipeline.transform(golden_date()).await.unwrap();
+    assert_eq!(ws.fact_csv().await, first);
+    let stores = ws.query("SELECT count(*) FROM store_snapshots").await;
+    assert_eq!(stores[0].column(0).as_primitive::<Int64Type>().value(0), 2);
+}
+
+#[tokio::test]
+async fn plain_parquet_reader_sees_exactly_the_committed_rows() {
+    let ws = Workspace::new();
+    ws.write_raw(golden_date(), &golden_tables());
+    for _ in 0..3 {
+        ws.pipeline.transform(golden_date()).await.unwrap();
+    }
+    let ctx = SessionContext::new();
+    let folder = ws.lake_dir().join("weekly_sales_inventory");
+    let options = ParquetReadOptions::default().table_partition_cols(vec![
+        (
+            "yr_num".to_string(),
+            datafusion::arrow::datatypes::DataType::Int32,
+        ),
+        (
+            "wk_num".to_string(),
+            datafusion::arrow::datatypes::DataType::Int32,
+        ),
+    ]);
+    ctx.register_parquet("hive", format!("{}/", folder.display()), options)
+        .await
+        .unwrap();
+    let sql = "SELECT count(*) AS n, sum(total_sales_amt) AS amt FROM ";
+    let plain = ctx
+        .sql(&format!("{sql} hive"))
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let delta = ws.query(&format!("{sql} weekly_sales_inventory")).await;
+    assert_eq!(
+        datafusion::arrow::util::pretty::pretty_format_batches(&plain)
+            .unwrap()
+            .to_string(),
+        datafusion::arrow::util::pretty::pretty_format_batches(&delta)
+            .unwrap()
+            .to_string()
+    );
+    assert_eq!(plain[0].column(0).as_primitive::<Int64Type>().value(0), 9);
+}
+
+#[tokio::test]
+async fn sqlite_source_gives_the_same_table_as_raw_files() {
+    let spec = small_spec();
+    let via_sqlite = Workspace::new();
+    via_sqlite.pipeline.datagen(&spec, |_| {}).unwrap();
+    via_sqlite.pipeline.run(spec.end()).await.unwrap();
+
+    let via_files = Workspace::new();
+    write_generated_raw(&via_files, &spec);
+    via_files.pipeline.transform(spec.end()).await.unwrap();
+
+    let expected = via_files.fact_csv().await;
+    assert!(expected.lines().count() > 100, "{expected}");
+    assert_eq!(via_sqlite.fact_csv().await, expected);
+}
+
+/// Writes datagen's batches straight into the raw zone as gzipped CSV.
+fn write_generated_raw(ws: &Workspace, spec: &DatagenSpec) {
+    let mut encoders = std::collections::BTreeMap::new();
+    for table in Table::ALL {
+        let gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoders.insert(table, CsvEncoder::new(gzip, table).unwrap());
+    }
+    datagen::generate::<std::io::Error>(
+        spec,
+        |table, batch| encoders.get_mut(&table).unwrap().write(&batch),
+        |_| {},
+    )
+    .unwrap();
+    for (table, encoder) in encoders {
+        let bytes = encoder.finish().unwrap().finish().unwrap();
+        let folder = ws.raw_dir().join(table.name());
+        std::fs::create_dir_all(&folder).unwrap();
+        let path = folder.join(format!("{}_{}.csv.gz", table.name(), spec.end()));
+        std::fs::File::create(path)
+            .unwrap()
+            .write_all(&bytes)
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn manifest_catches_a_changed_file() {
+    let spec = small_spec();
+    let ws = Workspace::new();
+    ws.pipeline.datagen(&spec, |_| {}).unwrap();
+    let report = ws
+        .pipeline
+        .extract(spec.end(), RawFormat::CsvGz)
+        .await
+        .unwrap();
+    assert_eq!(report.tables.len(), 5);
+    let manifest = ws.raw_dir().join(format!("_manifests/{}.json", spec.end()));
+    assert!(
+        std::fs::read_to_string(&manifest)
+            .unwrap()
+            .contains("\"sha256\"")
+    );
+    ws.pipeline.check(spec.end()).await.unwrap();
+
+    let store_file = ws
+        .raw_dir()
+        .join(format!("store/store_{}.csv.gz", spec.end()));
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let header: Vec<&str> = Table::Store.columns().iter().map(|c| c.name).collect();
+    writeln!(gzip, "{}", header.join(",")).unwrap();
+    std::fs::write(&store_file, gzip.finish().unwrap()).unwrap();
+    let message = format!("{:#}", ws.pipeline.check(spec.end()).await.unwrap_err());
+    assert!(
+        message.contains("store/store_") && message.contains("manifest says"),
+        "{message}"
+    );
+    let message = format!("{:#}", ws.pipeline.transform(spec.end()).await.unwrap_err());
+    assert!(message.contains("manifest says"), "{message}");
+}
+
+/// 70368744177664.01 + 0.01 + 0.01 is 70368744177664.03; in float64 it is
+/// 70368744177664.05. The fact table must hold the exact sum.
+#[tokio::test]
+async fn money_is_summed_exactly_where_float64_is_off() {
+    let amounts = ["70368744177664.01", "0.01", "0.01"];
+    let float_sum: f64 = amounts.iter().map(|a| a.parse::<f64>().unwrap()).sum();
+    assert_eq!(format!("{float_sum:.2}"), "70368744177664.05", "premise");
+
+    let mut tables = golden_tables();
+    let mut sales = String::from(tables[&Table::Sales].lines().next().unwrap());
+    sales.push('\n');
+    for (i, amt) in amounts.iter().enumerate() {
+        sales.push_str(&format!(
+            "{},101,1,2026-01-05,90000,1.00,{amt},{amt},0.00,0.00,0.00,0.00\n",
+            1 + i
+        ));
+    }
+    tables.insert(Table::Sales, sales);
+    let ws = Workspace::new();
+    ws.write_raw(golden_date(), &tables);
+    ws.pipeline.transform(golden_date()).await.unwrap();
+    let result = ws
+        .query("SELECT total_sales_amt FROM weekly_sales_inventory WHERE yr_num = 2026 AND wk_num = 2 AND store_key = 1 AND prod_key = 101")
+        .await;
+    let csv = shelfline::query::render(&result, shelfline::query::OutputFormat::Csv).unwrap();
+    assert_eq!(csv, "total_sales_amt\n70368744177664.03\n");
+}
