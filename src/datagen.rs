@@ -796,7 +796,15 @@ mod tests {
         };
         let run = || {
             let mut batches: Vec<(Table, RecordBatch)> = Vec::new();
-            let summary = generate::<()>(&spec, |t, b| Ok(batches.push((t, b))), |_| {}).unwrap();
+            let summary = generate::<()>(
+                &spec,
+                |t, b| {
+                    batches.push((t, b));
+                    Ok(())
+                },
+                |_| {},
+            )
+            .unwrap();
             (summary, batches)
         };
         let (summary, first) = run();

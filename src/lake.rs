@@ -40,7 +40,7 @@ pub enum LakeError {
     Delta {
         table: String,
         url: String,
-        source: DeltaTableError,
+        source: Box<DeltaTableError>,
     },
     #[error(
         "no lake table {table} at {url}; run `shelfline transform --date D` (or `shelfline demo`) first, or point --lake at an existing lake"
@@ -55,6 +55,18 @@ pub enum LakeError {
     Quarantine { file: String, message: String },
     #[error(transparent)]
     Storage(#[from] StorageError),
+}
+
+impl LakeError {
+    /// Wraps a delta-rs error with the table and its URL.
+    fn delta(table: &str, url: &Url) -> impl Fn(DeltaTableError) -> LakeError {
+        let (table, url) = (table.to_string(), url.to_string());
+        move |source| LakeError::Delta {
+            table: table.clone(),
+            url: url.clone(),
+            source: Box::new(source),
+        }
+    }
 }
 
 /// What a publication committed.
@@ -101,19 +113,15 @@ impl Lake {
             })?;
         }
         let url = location.url().clone();
-        let delta_error = |source| LakeError::Delta {
-            table: name.to_string(),
-            url: url.to_string(),
-            source,
-        };
-        let mut builder = DeltaTableBuilder::from_url(url.clone()).map_err(delta_error)?;
+        let delta_error = LakeError::delta(name, &url);
+        let mut builder = DeltaTableBuilder::from_url(url.clone()).map_err(&delta_error)?;
         if url.scheme() == "memory" {
             // Share the process-wide in-memory store rather than a fresh one.
             let store = Arc::clone(self.root.store());
             let root = self.root.url().clone();
             builder = builder.with_storage_backend(store, root);
         }
-        let mut table = builder.build().map_err(delta_error)?;
+        let mut table = builder.build().map_err(&delta_error)?;
         match table.load().await {
             Ok(()) | Err(DeltaTableError::NotATable(_)) => Ok(table),
             Err(source) => Err(delta_error(source)),
@@ -189,11 +197,7 @@ impl Lake {
         if let Some(predicate) = replace_where {
             builder = builder.with_replace_where(predicate);
         }
-        let table = builder.await.map_err(|source| LakeError::Delta {
-            table: name.to_string(),
-            url: url.to_string(),
-            source,
-        })?;
+        let table = builder.await.map_err(LakeError::delta(name, &url))?;
         Ok(table.version().unwrap_or_default())
     }
 
@@ -209,11 +213,7 @@ impl Lake {
             .with_enforce_retention_duration(false)
             .with_mode(VacuumMode::Full)
             .await
-            .map_err(|source| LakeError::Delta {
-                table: name.to_string(),
-                url: url.to_string(),
-                source,
-            })?;
+            .map_err(LakeError::delta(name, &url))?;
         Ok(metrics.files_deleted.len())
     }
 
@@ -278,14 +278,9 @@ impl Lake {
                 url: url.to_string(),
             });
         }
-        let delta_error = |source| LakeError::Delta {
-            table: name.to_string(),
-            url: url.to_string(),
-            source,
-        };
         table
             .update_datafusion_session(&ctx.state())
-            .map_err(delta_error)?;
+            .map_err(LakeError::delta(name, &url))?;
         let provider = table
             .table_provider()
             .await

@@ -286,7 +286,7 @@ pub async fn check(raw: &Location, date: NaiveDate) -> Result<CheckReport, RawEr
     for file in set.files.values() {
         if let Some(entry) = set.manifest_entry(file.table) {
             let (sha256, bytes) = hash_object(raw, &file.path).await?;
-            entry.check_digest(&file.path.to_string(), &sha256, bytes)?;
+            entry.check_digest(file.path.as_ref(), &sha256, bytes)?;
         }
     }
     Ok(CheckReport { set })
