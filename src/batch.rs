@@ -7,6 +7,7 @@ use datafusion::arrow::array::{
     ArrayRef, BooleanBuilder, Date32Builder, Decimal128Builder, Float64Builder, Int32Builder,
     Int64Builder, StringBuilder,
 };
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 
 use crate::schema::{Kind, Table};
@@ -25,34 +26,52 @@ pub enum Value<'a> {
     Text(&'a str),
 }
 
-/// Builds batches of one table, a row at a time.
+/// Builds batches of one table (or some of its columns), a row at a time.
 pub struct BatchBuilder {
-    table: Table,
+    schema: SchemaRef,
     columns: Vec<ColumnBuilder>,
     rows: usize,
 }
 
 impl BatchBuilder {
-    /// An empty builder for `table` with room for `capacity` rows.
+    /// An empty builder for all columns of `table`, with room for `capacity` rows.
     pub fn new(table: Table, capacity: usize) -> Self {
-        let columns = table
-            .columns()
+        let all: Vec<usize> = (0..table.columns().len()).collect();
+        Self::projected(table, capacity, &all)
+    }
+
+    /// An empty builder for the columns of `table` at `projection`.
+    pub fn projected(table: Table, capacity: usize, projection: &[usize]) -> Self {
+        let columns = projection
             .iter()
-            .map(|c| ColumnBuilder::new(c.kind, capacity))
+            .map(|&i| ColumnBuilder::new(table.columns()[i].kind, capacity))
             .collect();
+        let schema = table
+            .arrow_schema()
+            .project(projection)
+            .expect("projection indices come from the table's schema");
         BatchBuilder {
-            table,
+            schema: Arc::new(schema),
             columns,
             rows: 0,
         }
     }
 
-    /// Appends one row; `row` holds one value per column, in contract order,
+    /// Appends one row; `row` holds one value per built column, in order,
     /// each of its column's kind (a value of another kind becomes NULL).
     pub fn push(&mut self, row: &[Value<'_>]) {
-        debug_assert_eq!(row.len(), self.columns.len(), "row width of {}", self.table);
+        debug_assert_eq!(row.len(), self.columns.len(), "row width");
         for (builder, value) in self.columns.iter_mut().zip(row) {
             builder.append(*value);
+        }
+        self.rows += 1;
+    }
+
+    /// Appends the values of `row` (a whole row of the table) at `projection`.
+    pub fn push_projected(&mut self, row: &[Value<'_>], projection: &[usize]) {
+        debug_assert_eq!(projection.len(), self.columns.len(), "projection width");
+        for (builder, &i) in self.columns.iter_mut().zip(projection) {
+            builder.append(row[i]);
         }
         self.rows += 1;
     }
@@ -71,8 +90,7 @@ impl BatchBuilder {
     pub fn finish(&mut self) -> RecordBatch {
         self.rows = 0;
         let columns: Vec<ArrayRef> = self.columns.iter_mut().map(ColumnBuilder::finish).collect();
-        RecordBatch::try_new(self.table.arrow_schema(), columns)
-            .expect("builders follow the table's schema")
+        RecordBatch::try_new(Arc::clone(&self.schema), columns).expect("builders follow the schema")
     }
 }
 

@@ -607,8 +607,11 @@ impl<'a> Shop<'a> {
         for store in stores {
             for product in products {
                 let daily = product.popularity * store.traffic * 1.6;
-                let cover = 0.6 + 0.8 * rng.unit();
-                let reorder_point = (daily * 3.0 * cover * 100.0).ceil() as i128;
+                // Most shelves are reordered in time; those with a cover
+                // below their lead time run out now and then.
+                let lead_days = rng.range(2, 5) as u64;
+                let cover = 0.8 + 0.7 * rng.unit();
+                let reorder_point = (daily * (lead_days + 1) as f64 * cover * 100.0).ceil() as i128;
                 let order_up_to = reorder_point + (daily * 8.0 * 100.0).ceil() as i128 + 100;
                 shelves.push(Shelf {
                     on_hand: order_up_to,
@@ -616,7 +619,7 @@ impl<'a> Shop<'a> {
                     next_delivery: None,
                     reorder_point,
                     order_up_to,
-                    lead_days: rng.range(2, 5) as u64,
+                    lead_days,
                 });
             }
         }

@@ -35,7 +35,7 @@ pub const QUESTIONS: &[(&str, &str)] = &[
         "WITH last AS (SELECT yr_num, wk_num FROM weekly_sales_inventory \
                        ORDER BY yr_num DESC, wk_num DESC LIMIT 1) \
          SELECT s.store_desc, p.prod_name, w.total_sales_qty, w.stock_on_hand_qty, \
-                round(w.weeks_of_supply, 2) AS weeks_of_supply \
+                round(w.weeks_of_supply, 2) AS weeks_left \
          FROM weekly_sales_inventory w \
          JOIN last l ON l.yr_num = w.yr_num AND l.wk_num = w.wk_num \
          JOIN store s ON s.store_key = w.store_key \

@@ -122,9 +122,27 @@ impl Lake {
             builder = builder.with_storage_backend(store, root);
         }
         let mut table = builder.build().map_err(&delta_error)?;
+        if !self.has_log(&location).await? {
+            return Ok(table);
+        }
         match table.load().await {
             Ok(()) | Err(DeltaTableError::NotATable(_)) => Ok(table),
             Err(source) => Err(delta_error(source)),
+        }
+    }
+
+    /// Whether a table folder holds a Delta log (opening a folder without one
+    /// is not an error: the first write creates the table).
+    async fn has_log(&self, location: &Location) -> Result<bool, LakeError> {
+        let log = crate::storage::path(&["_delta_log"]);
+        let listing = location.store().list_with_delimiter(Some(&log)).await;
+        match listing {
+            Ok(listing) => Ok(!listing.objects.is_empty()),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(LakeError::Storage(StorageError::Invalid {
+                url: location.url().to_string(),
+                reason: e.to_string(),
+            })),
         }
     }
 

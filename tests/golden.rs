@@ -86,7 +86,7 @@ async fn golden_fixture_through_sqlite_source_and_both_raw_formats() {
 /// SQLite source of `target`.
 async fn load_golden_into_source(staging: &Workspace, target: &Workspace) {
     use futures::TryStreamExt;
-    use shelfline::raw::{RawSet, quarantine::Quarantine, reader};
+    use shelfline::raw::{RawSet, quarantine::Quarantine, reader::RawSource};
     let set = RawSet::locate(&staging.pipeline.raw, golden_date())
         .await
         .unwrap();
@@ -94,7 +94,9 @@ async fn load_golden_into_source(staging: &Workspace, target: &Workspace) {
     let mut loader = target.pipeline.source.loader().unwrap();
     for table in Table::ALL {
         let quarantine = std::sync::Arc::new(Quarantine::new(0));
-        let stream = reader::open(&staging.pipeline.raw, &set.files[&table], None, quarantine);
+        let file = set.files[&table].clone();
+        let stream =
+            RawSource::new(staging.pipeline.raw.clone(), file, None, quarantine).open(None);
         let batches: Vec<_> = stream.try_collect().await.unwrap();
         for batch in batches {
             loader.insert(table, &batch).unwrap();

@@ -249,3 +249,23 @@ async fn both_formats_for_one_table_is_an_error() {
     let message = format!("{:#}", ws.pipeline.check(golden_date()).await.unwrap_err());
     assert_mentions(&message, &["both formats for sales"]);
 }
+
+/// Scans decode only the columns a query needs; the first scan of a file
+/// still parses every field, so a bad value in an unused column fails too.
+#[tokio::test]
+async fn bad_value_in_a_column_no_metric_uses() {
+    let ws = Workspace::new();
+    let tables = golden_with(Table::Sales, |t| {
+        t.replacen(",3.10,1.89,0.00\n", ",3.10,1.89,free\n", 1)
+    });
+    let message = fails_and_publishes_nothing(&ws, tables).await;
+    assert_mentions(
+        &message,
+        &[
+            "sales/sales_2026-01-10.csv.gz",
+            "line 2",
+            "column ship_cost",
+            "'free'",
+        ],
+    );
+}

@@ -34,11 +34,34 @@ pub struct CsvDecoder<R: Read> {
     /// Data rows seen, including quarantined ones.
     rows: u64,
     header_checked: bool,
+    /// The columns to output, in contract order.
+    projection: Vec<usize>,
+    /// Which columns to parse: the projected ones, or all of them when the
+    /// whole file must be validated.
+    parse: Vec<bool>,
 }
 
 impl<R: Read> CsvDecoder<R> {
-    /// A decoder for `table`; `file` names the file in error messages.
+    /// A decoder of every column of `table`; `file` names the file in error messages.
     pub fn new(input: R, table: Table, file: String, quarantine: Arc<Quarantine>) -> Self {
+        let all: Vec<usize> = (0..table.columns().len()).collect();
+        Self::projected(input, table, file, quarantine, all, true)
+    }
+
+    /// A decoder that outputs the columns at `projection`. With `validate_all`
+    /// every field is parsed and checked; otherwise only the projected ones
+    /// (the row's field count is always checked).
+    pub fn projected(
+        input: R,
+        table: Table,
+        file: String,
+        quarantine: Arc<Quarantine>,
+        projection: Vec<usize>,
+        validate_all: bool,
+    ) -> Self {
+        let parse = (0..table.columns().len())
+            .map(|i| validate_all || projection.contains(&i))
+            .collect();
         let reader = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
@@ -52,6 +75,8 @@ impl<R: Read> CsvDecoder<R> {
             quarantine,
             rows: 0,
             header_checked: false,
+            projection,
+            parse,
         }
     }
 
@@ -66,13 +91,13 @@ impl<R: Read> CsvDecoder<R> {
             self.check_header()?;
             self.header_checked = true;
         }
-        let mut builder = BatchBuilder::new(self.table, BATCH_ROWS);
+        let mut builder = BatchBuilder::projected(self.table, BATCH_ROWS, &self.projection);
         while builder.len() < BATCH_ROWS && self.read_record()? {
             self.rows += 1;
             let line = self.line();
-            let mut cells = Vec::with_capacity(self.table.columns().len());
-            match parse_row(self.table, &self.record, &mut cells) {
-                Ok(()) => builder.push(&cells),
+            let mut cells = Vec::with_capacity(self.parse.len());
+            match parse_row(self.table, &self.record, &self.parse, &mut cells) {
+                Ok(()) => builder.push_projected(&cells, &self.projection),
                 Err(problem) => {
                     let bad = BadRow {
                         table: self.table,
@@ -158,9 +183,12 @@ struct RowProblem {
     message: String,
 }
 
+/// Parses the fields marked in `parse` into `cells`, one per column (NULL
+/// for the fields not parsed).
 fn parse_row<'a>(
     table: Table,
     record: &'a csv::ByteRecord,
+    parse: &[bool],
     cells: &mut Vec<Value<'a>>,
 ) -> Result<(), RowProblem> {
     let columns = table.columns();
@@ -170,7 +198,11 @@ fn parse_row<'a>(
             message: format!("expected {} fields, found {}", columns.len(), record.len()),
         });
     }
-    for (column, field) in columns.iter().zip(record.iter()) {
+    for ((column, field), parse) in columns.iter().zip(record.iter()).zip(parse) {
+        if !parse {
+            cells.push(Value::Null);
+            continue;
+        }
         let cell = parse_field(column.kind, field).map_err(|reason| RowProblem {
             column: column.name,
             message: format!(

@@ -7,10 +7,14 @@
 use object_store::ObjectStoreExt as _;
 use std::io::{BufReader, Read};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use datafusion::arrow::datatypes::SchemaRef;
 
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::parquet::arrow::ProjectionMask;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::file::reader::ChunkReader;
 use datafusion::physical_plan::stream::RecordBatchReceiverStream;
@@ -28,29 +32,58 @@ use crate::storage::Location;
 /// Batches in flight between the parser thread and the consumer.
 const CHANNEL_BATCHES: usize = 4;
 
-/// Opens `file` as a stream of batches with its table's contract schema.
-pub fn open(
-    raw: &Location,
-    file: &RawFile,
-    entry: Option<ManifestEntry>,
-    quarantine: Arc<Quarantine>,
-) -> SendableRecordBatchStream {
-    let schema = file.table.arrow_schema();
-    let mut builder = RecordBatchReceiverStream::builder(schema, CHANNEL_BATCHES);
-    let tx = builder.tx();
-    let raw = raw.clone();
-    let file = file.clone();
-    match file.format {
-        RawFormat::CsvGz => builder.spawn_blocking(move || {
-            let result = read_csv(&raw, &file, entry.as_ref(), quarantine, &tx);
-            forward_error(result, &tx)
-        }),
-        RawFormat::Parquet => builder.spawn_blocking(move || {
-            let result = read_parquet(&raw, &file, entry.as_ref(), &tx);
-            forward_error(result, &tx)
-        }),
+/// One raw file to read, with what it is checked against.
+#[derive(Debug, Clone)]
+pub struct RawSource {
+    pub raw: Location,
+    pub file: RawFile,
+    /// The manifest entry, when there is a manifest.
+    pub entry: Option<ManifestEntry>,
+    pub quarantine: Arc<Quarantine>,
+    /// Set once a read parsed every field of every row: later reads parse
+    /// only the columns they need.
+    validated: Arc<AtomicBool>,
+}
+
+impl RawSource {
+    /// A file not read yet.
+    pub fn new(
+        raw: Location,
+        file: RawFile,
+        entry: Option<ManifestEntry>,
+        quarantine: Arc<Quarantine>,
+    ) -> Self {
+        RawSource {
+            raw,
+            file,
+            entry,
+            quarantine,
+            validated: Arc::default(),
+        }
     }
-    builder.build()
+
+    /// The columns of `projection` (all when `None`) as a stream of batches.
+    pub fn open(&self, projection: Option<Vec<usize>>) -> SendableRecordBatchStream {
+        let table = self.file.table;
+        let projection = projection.unwrap_or_else(|| (0..table.columns().len()).collect());
+        let schema = Arc::new(
+            table
+                .arrow_schema()
+                .project(&projection)
+                .expect("projection indices come from the table's schema"),
+        );
+        let mut builder = RecordBatchReceiverStream::builder(Arc::clone(&schema), CHANNEL_BATCHES);
+        let tx = builder.tx();
+        let source = self.clone();
+        builder.spawn_blocking(move || {
+            let result = match source.file.format {
+                RawFormat::CsvGz => source.read_csv(projection, &tx),
+                RawFormat::Parquet => source.read_parquet(projection, schema, &tx),
+            };
+            forward_error(result, &tx)
+        });
+        builder.build()
+    }
 }
 
 /// Sends a read error down the stream; a closed stream (the consumer stopped
@@ -65,29 +98,87 @@ fn forward_error(
     Ok(())
 }
 
-fn read_csv(
-    raw: &Location,
-    file: &RawFile,
-    entry: Option<&ManifestEntry>,
-    quarantine: Arc<Quarantine>,
-    tx: &Sender<datafusion::error::Result<RecordBatch>>,
-) -> Result<(), RawError> {
-    let name = file.path.to_string();
-    let input = HashingReader::new(open_sync(raw, file)?);
-    let gzip = MultiGzDecoder::new(BufReader::with_capacity(1 << 20, input));
-    let mut decoder = CsvDecoder::new(gzip, file.table, name.clone(), quarantine);
-    while let Some(batch) = decoder.next_batch()? {
-        if tx.blocking_send(Ok(batch)).is_err() {
-            return Ok(());
+impl RawSource {
+    fn read_csv(
+        &self,
+        projection: Vec<usize>,
+        tx: &Sender<datafusion::error::Result<RecordBatch>>,
+    ) -> Result<(), RawError> {
+        let file = &self.file;
+        let name = file.path.to_string();
+        let validate_all = !self.validated.load(Ordering::Acquire);
+        let input = HashingReader::new(open_sync(&self.raw, file)?);
+        let gzip = MultiGzDecoder::new(BufReader::with_capacity(1 << 20, input));
+        let quarantine = Arc::clone(&self.quarantine);
+        let mut decoder = CsvDecoder::projected(
+            gzip,
+            file.table,
+            name.clone(),
+            quarantine,
+            projection,
+            validate_all,
+        );
+        while let Some(batch) = decoder.next_batch()? {
+            if tx.blocking_send(Ok(batch)).is_err() {
+                return Ok(());
+            }
+        }
+        let rows = decoder.rows();
+        let (sha256, bytes) = decoder.into_inner().into_inner().into_inner().finish();
+        if let Some(entry) = &self.entry {
+            entry.check_digest(&name, &sha256, bytes)?;
+            entry.check_rows(rows)?;
+        }
+        if validate_all {
+            self.validated.store(true, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    /// Reads a Parquet raw file (typed, so only the projected columns are
+    /// decoded). A local file is read in place; a remote object is fetched
+    /// whole first (Parquet needs random access).
+    fn read_parquet(
+        &self,
+        projection: Vec<usize>,
+        schema: SchemaRef,
+        tx: &Sender<datafusion::error::Result<RecordBatch>>,
+    ) -> Result<(), RawError> {
+        let file = &self.file;
+        let name = file.path.to_string();
+        if let Some(entry) = &self.entry {
+            let mut input = HashingReader::new(open_sync(&self.raw, file)?);
+            std::io::copy(&mut input, &mut std::io::sink()).map_err(|source| RawError::Io {
+                file: name.clone(),
+                source,
+            })?;
+            let (sha256, bytes) = input.finish();
+            entry.check_digest(&name, &sha256, bytes)?;
+        }
+        let wanted = ParquetRead {
+            file,
+            projection,
+            schema,
+            tx,
+        };
+        let rows = match self.raw.local_dir() {
+            Some(dir) => {
+                let local =
+                    std::fs::File::open(dir.join(file.path.as_ref())).map_err(|source| {
+                        RawError::Io {
+                            file: name.clone(),
+                            source,
+                        }
+                    })?;
+                wanted.decode(local)?
+            }
+            None => wanted.decode(fetch(&self.raw, file)?)?,
+        };
+        match (&self.entry, rows) {
+            (Some(entry), Some(rows)) => entry.check_rows(rows),
+            _ => Ok(()),
         }
     }
-    let rows = decoder.rows();
-    let (sha256, bytes) = decoder.into_inner().into_inner().into_inner().finish();
-    if let Some(entry) = entry {
-        entry.check_digest(&name, &sha256, bytes)?;
-        entry.check_rows(rows)?;
-    }
-    Ok(())
 }
 
 /// A blocking reader of the object: the file itself for a local raw zone,
@@ -118,42 +209,6 @@ fn open_sync(raw: &Location, file: &RawFile) -> Result<Box<dyn Read + Send>, Raw
     )))
 }
 
-/// Reads a Parquet raw file. A local file is read in place; a remote
-/// object is fetched whole first (Parquet needs random access).
-fn read_parquet(
-    raw: &Location,
-    file: &RawFile,
-    entry: Option<&ManifestEntry>,
-    tx: &Sender<datafusion::error::Result<RecordBatch>>,
-) -> Result<(), RawError> {
-    let name = file.path.to_string();
-    if let Some(entry) = entry {
-        let mut input = HashingReader::new(open_sync(raw, file)?);
-        std::io::copy(&mut input, &mut std::io::sink()).map_err(|source| RawError::Io {
-            file: name.clone(),
-            source,
-        })?;
-        let (sha256, bytes) = input.finish();
-        entry.check_digest(&name, &sha256, bytes)?;
-    }
-    let rows = match raw.local_dir() {
-        Some(dir) => {
-            let local = std::fs::File::open(dir.join(file.path.as_ref())).map_err(|source| {
-                RawError::Io {
-                    file: name.clone(),
-                    source,
-                }
-            })?;
-            decode_parquet(local, file, tx)?
-        }
-        None => decode_parquet(fetch(raw, file)?, file, tx)?,
-    };
-    match (entry, rows) {
-        (Some(entry), Some(rows)) => entry.check_rows(rows),
-        _ => Ok(()),
-    }
-}
-
 fn fetch(raw: &Location, file: &RawFile) -> Result<bytes::Bytes, RawError> {
     let store = Arc::clone(raw.store());
     let path = file.path.clone();
@@ -165,38 +220,46 @@ fn fetch(raw: &Location, file: &RawFile) -> Result<bytes::Bytes, RawError> {
         })
 }
 
-/// Sends the file's batches; returns the rows read, or `None` when the
-/// consumer stopped early.
-fn decode_parquet<T: ChunkReader + 'static>(
-    input: T,
-    file: &RawFile,
-    tx: &Sender<datafusion::error::Result<RecordBatch>>,
-) -> Result<Option<u64>, RawError> {
-    let name = file.path.to_string();
-    let parquet_error = |source| RawError::Parquet {
-        file: name.clone(),
-        source,
-    };
-    let builder = ParquetRecordBatchReaderBuilder::try_new(input).map_err(parquet_error)?;
-    check_parquet_schema(file.table, &name, builder.schema())?;
-    let reader = builder
-        .with_batch_size(super::csv::BATCH_ROWS)
-        .build()
-        .map_err(parquet_error)?;
-    let mut rows = 0u64;
-    for batch in reader {
-        let batch = batch
-            .and_then(|b| b.with_schema(file.table.arrow_schema()))
-            .map_err(|source| RawError::Arrow {
-                file: name.clone(),
-                source,
-            })?;
-        rows += batch.num_rows() as u64;
-        if tx.blocking_send(Ok(batch)).is_err() {
-            return Ok(None);
+/// What to decode from a Parquet raw file, and where to send it.
+struct ParquetRead<'a> {
+    file: &'a RawFile,
+    projection: Vec<usize>,
+    schema: SchemaRef,
+    tx: &'a Sender<datafusion::error::Result<RecordBatch>>,
+}
+
+impl ParquetRead<'_> {
+    /// Sends the file's batches; returns the rows read, or `None` when the
+    /// consumer stopped early.
+    fn decode<T: ChunkReader + 'static>(&self, input: T) -> Result<Option<u64>, RawError> {
+        let name = self.file.path.to_string();
+        let parquet_error = |source| RawError::Parquet {
+            file: name.clone(),
+            source,
+        };
+        let builder = ParquetRecordBatchReaderBuilder::try_new(input).map_err(parquet_error)?;
+        check_parquet_schema(self.file.table, &name, builder.schema())?;
+        let mask = ProjectionMask::roots(builder.parquet_schema(), self.projection.iter().copied());
+        let reader = builder
+            .with_projection(mask)
+            .with_batch_size(super::csv::BATCH_ROWS)
+            .build()
+            .map_err(parquet_error)?;
+        let mut rows = 0u64;
+        for batch in reader {
+            let batch = batch
+                .and_then(|b| b.with_schema(Arc::clone(&self.schema)))
+                .map_err(|source| RawError::Arrow {
+                    file: name.clone(),
+                    source,
+                })?;
+            rows += batch.num_rows() as u64;
+            if self.tx.blocking_send(Ok(batch)).is_err() {
+                return Ok(None);
+            }
         }
+        Ok(Some(rows))
     }
-    Ok(Some(rows))
 }
 
 /// Lists every column whose name or type differs from the contract.

@@ -2,19 +2,26 @@
 //!
 //! Each file is one streaming partition: every scan re-reads the file, so
 //! nothing is held in memory between queries, and every scan verifies the
-//! file against the manifest.
+//! file against the manifest. Scans decode only the columns the query needs,
+//! except the first complete scan of a CSV file, which parses every field so
+//! that a bad value anywhere in the file fails the run.
 
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::catalog::streaming::StreamingTable;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::datasource::TableType;
 use datafusion::error::Result;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::physical_plan::streaming::PartitionStream;
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
 use datafusion::prelude::SessionContext;
 
+use crate::raw::RawSet;
 use crate::raw::quarantine::Quarantine;
-use crate::raw::{ManifestEntry, RawFile, RawSet, reader};
+use crate::raw::reader::RawSource;
 use crate::storage::Location;
 
 /// Registers the five raw files of `set` as tables `store`, `product`,
@@ -26,25 +33,66 @@ pub fn register(
     quarantine: &Arc<Quarantine>,
 ) -> Result<()> {
     for file in set.files.values() {
-        let partition = RawPartition {
-            raw: raw.clone(),
-            file: file.clone(),
-            entry: set.manifest_entry(file.table).cloned(),
-            quarantine: Arc::clone(quarantine),
-            schema: file.table.arrow_schema(),
-        };
-        let table = StreamingTable::try_new(file.table.arrow_schema(), vec![Arc::new(partition)])?;
-        ctx.register_table(file.table.name(), Arc::new(table))?;
+        let source = RawSource::new(
+            raw.clone(),
+            file.clone(),
+            set.manifest_entry(file.table).cloned(),
+            Arc::clone(quarantine),
+        );
+        ctx.register_table(file.table.name(), Arc::new(RawTable { source }))?;
     }
     Ok(())
 }
 
+/// A raw file as a table.
+#[derive(Debug)]
+struct RawTable {
+    source: RawSource,
+}
+
+#[async_trait]
+impl TableProvider for RawTable {
+    fn schema(&self) -> SchemaRef {
+        self.source.file.table.arrow_schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let schema = match projection {
+            Some(projection) => Arc::new(self.schema().project(projection)?),
+            None => self.schema(),
+        };
+        let partition = RawPartition {
+            source: self.source.clone(),
+            projection: projection.cloned(),
+            schema: Arc::clone(&schema),
+        };
+        let exec = StreamingTableExec::try_new(
+            schema,
+            vec![Arc::new(partition)],
+            None,
+            Vec::new(),
+            false,
+            limit,
+        )?;
+        Ok(Arc::new(exec))
+    }
+}
+
+/// One scan of a raw file, decoding the projected columns.
 #[derive(Debug)]
 struct RawPartition {
-    raw: Location,
-    file: RawFile,
-    entry: Option<ManifestEntry>,
-    quarantine: Arc<Quarantine>,
+    source: RawSource,
+    projection: Option<Vec<usize>>,
     schema: SchemaRef,
 }
 
@@ -54,11 +102,6 @@ impl PartitionStream for RawPartition {
     }
 
     fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        reader::open(
-            &self.raw,
-            &self.file,
-            self.entry.clone(),
-            Arc::clone(&self.quarantine),
-        )
+        self.source.open(self.projection.clone())
     }
 }
