@@ -188,11 +188,6 @@ impl Table {
         }
     }
 
-    /// Parses a table name.
-    pub fn from_name(name: &str) -> Option<Table> {
-        Table::ALL.into_iter().find(|t| t.name() == name)
-    }
-
     /// The columns in contract order.
     pub fn columns(self) -> &'static [Column] {
         match self {

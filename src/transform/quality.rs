@@ -41,7 +41,9 @@ pub async fn check(ctx: &SessionContext) -> Result<(Vec<Violation>, RowCounts)> 
     let mut violations = Vec::new();
     let mut counts = Vec::new();
     for table in Table::ALL {
+        let started = std::time::Instant::now();
         let (rows, nulls) = null_keys(ctx, table).await?;
+        tracing::info!(%table, rows, elapsed = ?started.elapsed(), "checked NULL keys");
         counts.push((table, rows));
         violations.extend(nulls);
     }
@@ -55,11 +57,15 @@ pub async fn check(ctx: &SessionContext) -> Result<(Vec<Violation>, RowCounts)> 
         ),
     ];
     for (rule, table, key) in duplicate_rules {
+        let started = std::time::Instant::now();
         violations.extend(duplicates(ctx, rule, table, key).await?);
+        tracing::info!(rule, elapsed = ?started.elapsed(), "checked");
     }
     violations.extend(calendar_week_nulls(ctx).await?);
     for (table, column) in [(Table::Sales, "trans_dt"), (Table::Inventory, "cal_dt")] {
+        let started = std::time::Instant::now();
         violations.extend(dates_missing_from_calendar(ctx, table, column).await?);
+        tracing::info!(%table, elapsed = ?started.elapsed(), "checked dates against the calendar");
     }
     Ok((violations, counts))
 }
@@ -97,12 +103,9 @@ async fn duplicates(
     table: Table,
     key: &str,
 ) -> Result<Option<Violation>> {
-    let sql = format!(
-        "WITH d AS (SELECT {key}, count(*) AS n FROM {table} GROUP BY {key} HAVING count(*) > 1)
-         SELECT {key}, n, count(*) OVER () AS groups, sum(n) OVER () AS total_rows
-         FROM d ORDER BY {key} LIMIT {EXAMPLES}"
-    );
-    let found = Finding::query(ctx, &sql).await?;
+    let offending =
+        format!("SELECT {key}, count(*) AS n FROM {table} GROUP BY {key} HAVING count(*) > 1");
+    let found = Finding::query(ctx, &offending, key).await?;
     Ok(found.map(|f| Violation {
         rule,
         detail: format!(
@@ -115,12 +118,8 @@ async fn duplicates(
 }
 
 async fn calendar_week_nulls(ctx: &SessionContext) -> Result<Option<Violation>> {
-    let sql = format!(
-        "WITH d AS (SELECT cal_dt, 1 AS n FROM calendar WHERE yr_num IS NULL OR wk_num IS NULL)
-         SELECT cal_dt, n, count(*) OVER () AS groups, sum(n) OVER () AS total_rows
-         FROM d ORDER BY cal_dt LIMIT {EXAMPLES}"
-    );
-    let found = Finding::query(ctx, &sql).await?;
+    let offending = "SELECT cal_dt, 1 AS n FROM calendar WHERE yr_num IS NULL OR wk_num IS NULL";
+    let found = Finding::query(ctx, offending, "cal_dt").await?;
     Ok(found.map(|f| Violation {
         rule: "NULL yr_num/wk_num in calendar",
         detail: format!(
@@ -136,16 +135,14 @@ async fn dates_missing_from_calendar(
     table: Table,
     column: &str,
 ) -> Result<Option<Violation>> {
-    let sql = format!(
-        "WITH d AS (SELECT {column} AS dt, count(*) AS n FROM {table}
-                    WHERE {column} IS NOT NULL GROUP BY {column}),
-              m AS (SELECT d.dt, d.n FROM d
-                    LEFT JOIN (SELECT DISTINCT cal_dt FROM calendar) c ON c.cal_dt = d.dt
-                    WHERE c.cal_dt IS NULL)
-         SELECT dt, n, count(*) OVER () AS groups, sum(n) OVER () AS total_rows
-         FROM m ORDER BY dt LIMIT {EXAMPLES}"
+    let offending = format!(
+        "SELECT d.dt, d.n
+         FROM (SELECT {column} AS dt, count(*) AS n FROM {table}
+               WHERE {column} IS NOT NULL GROUP BY {column}) d
+         LEFT JOIN (SELECT DISTINCT cal_dt FROM calendar) c ON c.cal_dt = d.dt
+         WHERE c.cal_dt IS NULL"
     );
-    let found = Finding::query(ctx, &sql).await?;
+    let found = Finding::query(ctx, &offending, "dt").await?;
     Ok(found.map(|f| Violation {
         rule: "date missing from calendar",
         detail: format!(
@@ -157,8 +154,7 @@ async fn dates_missing_from_calendar(
     }))
 }
 
-/// The result of a rule query whose columns are: the key column(s), `n`
-/// (rows with that key), `groups` (keys found) and `total_rows`.
+/// What a rule found: offending keys, the rows they cover, and examples.
 struct Finding {
     groups: u64,
     rows: u64,
@@ -166,8 +162,15 @@ struct Finding {
 }
 
 impl Finding {
-    async fn query(ctx: &SessionContext, sql: &str) -> Result<Option<Finding>> {
-        let batches = ctx.sql(sql).await?.collect().await?;
+    /// Runs `offending`, a query of the offending keys (columns `key`) with
+    /// `n`, the rows per key; `None` when it finds nothing.
+    async fn query(ctx: &SessionContext, offending: &str, key: &str) -> Result<Option<Finding>> {
+        let sql = format!(
+            "WITH offending AS ({offending})
+             SELECT {key}, n, count(*) OVER () AS groups, sum(n) OVER () AS total_rows
+             FROM offending ORDER BY {key} LIMIT {EXAMPLES}"
+        );
+        let batches = ctx.sql(&sql).await?.collect().await?;
         let mut finding: Option<Finding> = None;
         for batch in batches.iter().filter(|b| b.num_rows() > 0) {
             let width = batch.num_columns();
