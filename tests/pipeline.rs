@@ -178,3 +178,40 @@ async fn money_is_summed_exactly_where_float64_is_off() {
     let csv = shelfline::query::render(&result, shelfline::query::OutputFormat::Csv).unwrap();
     assert_eq!(csv, "total_sales_amt\n70368744177664.03\n");
 }
+
+/// A table that fails half-way through extraction leaves no file under its
+/// final name and no manifest; the error names table, row and column.
+#[tokio::test]
+async fn failed_extraction_leaves_no_partial_file() {
+    let spec = small_spec();
+    let ws = Workspace::new();
+    ws.pipeline.datagen(&spec, |_| {}).unwrap();
+    let db = rusqlite::Connection::open(ws.dir.path().join("source.db")).unwrap();
+    db.execute(
+        "UPDATE sales SET sales_qty = 'lots' WHERE trans_id = 5000",
+        [],
+    )
+    .unwrap();
+    drop(db);
+
+    let error = ws
+        .pipeline
+        .extract(spec.end(), RawFormat::CsvGz)
+        .await
+        .unwrap_err();
+    let message = format!("{error:#}");
+    assert!(
+        message.contains("sales") && message.contains("row 5000") && message.contains("sales_qty"),
+        "{message}"
+    );
+    let sales_dir = ws.raw_dir().join("sales");
+    let leftovers: Vec<_> = std::fs::read_dir(&sales_dir)
+        .map(|dir| dir.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert!(
+        !ws.raw_dir()
+            .join(format!("_manifests/{}.json", spec.end()))
+            .exists()
+    );
+}
