@@ -32,7 +32,7 @@ use crate::lake::{Lake, LakeError, PublishReport};
 use crate::raw::quarantine::Quarantine;
 use crate::raw::{RawError, RawSet};
 use crate::schema::{self, Table};
-use crate::storage::{Location, StorageError};
+use crate::storage::Location;
 use quality::Violation;
 
 /// The metric logic of contract section 3.1.
@@ -70,8 +70,6 @@ pub enum TransformError {
     Format(#[from] datafusion::arrow::error::ArrowError),
     #[error("scratch folder: {0}")]
     Scratch(std::io::Error),
-    #[error(transparent)]
-    Storage(#[from] StorageError),
     #[error(transparent)]
     Lake(#[from] LakeError),
 }
@@ -140,8 +138,9 @@ pub async fn transform(
     timings.push(("check", started.elapsed()));
 
     let started = Instant::now();
+    // The staged output lives in `scratch` until the end of the publication.
     let scratch = tempfile::tempdir().map_err(TransformError::Scratch)?;
-    let staged = stage_weekly(&ctx, scratch.path()).await?;
+    stage_weekly(&ctx, scratch.path()).await?;
     reconcile(&ctx, date).await?;
     let (weeks, rows_written) = count_output(&ctx).await?;
     timings.push(("compute", started.elapsed()));
@@ -156,7 +155,6 @@ pub async fn transform(
         .publish(date, fact, dimensions, quarantine.as_ref(), config)
         .await?;
     timings.push(("publish", started.elapsed()));
-    drop(staged);
 
     Ok(TransformReport {
         date,
@@ -170,12 +168,8 @@ pub async fn transform(
 }
 
 /// Computes the weekly fact into Parquet files under `dir` and registers
-/// them as `staged_weekly`. Returns the folder, which must outlive the
-/// publication.
-async fn stage_weekly(
-    ctx: &SessionContext,
-    dir: &std::path::Path,
-) -> Result<std::path::PathBuf, TransformError> {
+/// them as `staged_weekly`.
+async fn stage_weekly(ctx: &SessionContext, dir: &std::path::Path) -> Result<(), TransformError> {
     let staged = dir.join("weekly_sales_inventory");
     std::fs::create_dir_all(&staged).map_err(TransformError::Scratch)?;
     let staged_url = format!("{}/", staged.display());
@@ -187,7 +181,7 @@ async fn stage_weekly(
     let options = ParquetReadOptions::default().schema(&fact_schema);
     ctx.register_parquet("staged_weekly", &staged_url, options)
         .await?;
-    Ok(staged)
+    Ok(())
 }
 
 /// Contract section 4: SUM(total_sales_amt) and SUM(total_sales_qty) over
