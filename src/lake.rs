@@ -1,9 +1,10 @@
 //! Publication: the lake tables as Delta Lake tables under `<lake>/<table>/`.
 //!
 //! - `weekly_sales_inventory` (contract section 3.1), partitioned by
-//!   `yr_num`/`wk_num`, replaced as a whole by each run: every run reads a
-//!   full snapshot of the facts, so the table is exactly the last good run's
-//!   output (and running a date twice leaves the same table).
+//!   `yr_num`/`wk_num`. A run over full snapshots of the facts replaces the
+//!   whole table, so it is exactly the last good run's output (and running a
+//!   date twice leaves the same table); a run over a date window replaces
+//!   only the weeks it computed ([`FactScope`]).
 //! - `store`, `product`, `calendar` (section 3.2), partitioned by
 //!   `snapshot_date`; a run replaces only its own date's snapshot.
 //!
@@ -67,6 +68,40 @@ impl LakeError {
             source: Box::new(source),
         }
     }
+}
+
+/// Which part of the fact table a run replaces.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FactScope {
+    /// Every week: the raw fact files were full snapshots.
+    All,
+    /// Only these (yr_num, wk_num): the raw fact files held a date window
+    /// (contract section 2), so the other weeks stay as published.
+    Weeks(Vec<(i32, i32)>),
+}
+
+impl FactScope {
+    /// The replace-where predicate of this scope; `None` replaces all rows.
+    fn predicate(&self) -> Option<datafusion::prelude::Expr> {
+        let FactScope::Weeks(weeks) = self else {
+            return None;
+        };
+        let week = |&(year, week): &(i32, i32)| {
+            col(FACT_PARTITIONS[0])
+                .eq(lit(year))
+                .and(col(FACT_PARTITIONS[1]).eq(lit(week)))
+        };
+        weeks.iter().map(week).reduce(|a, b| a.or(b))
+    }
+}
+
+/// Everything one run publishes.
+pub struct Publication<'a> {
+    pub date: NaiveDate,
+    pub fact: DataFrame,
+    pub fact_scope: FactScope,
+    pub dimensions: Vec<(Table, DataFrame)>,
+    pub quarantine: &'a Quarantine,
 }
 
 /// What a publication committed.
@@ -151,16 +186,21 @@ impl Lake {
         Ok(self.open(name).await?.version())
     }
 
-    /// Commits the dimension snapshots of `date`, then the fact table, then
-    /// vacuums and writes the quarantine file (if rows were set aside).
+    /// Commits the dimension snapshots of the run's date, then the fact
+    /// table, then vacuums and writes the quarantine file (if rows were set
+    /// aside).
     pub async fn publish(
         &self,
-        date: NaiveDate,
-        fact: DataFrame,
-        dimensions: Vec<(Table, DataFrame)>,
-        quarantine: &Quarantine,
+        publication: Publication<'_>,
         config: &Config,
     ) -> Result<PublishReport, LakeError> {
+        let Publication {
+            date,
+            fact,
+            fact_scope,
+            dimensions,
+            quarantine,
+        } = publication;
         let mut report = PublishReport::default();
         let snapshot = ScalarValue::Date32(Some(days_since_epoch(date)));
         for (table, frame) in dimensions {
@@ -176,8 +216,13 @@ impl Lake {
                 .await?;
             report.versions.push((table.name().to_string(), version));
         }
-        let version = self.write(FACT_TABLE, fact, &FACT_PARTITIONS, None).await?;
-        report.versions.push((FACT_TABLE.to_string(), version));
+        if fact_scope != FactScope::Weeks(Vec::new()) {
+            let replace = fact_scope.predicate();
+            let version = self
+                .write(FACT_TABLE, fact, &FACT_PARTITIONS, replace)
+                .await?;
+            report.versions.push((FACT_TABLE.to_string(), version));
+        }
         for name in Table::DIMENSIONS
             .iter()
             .map(|t| t.name())

@@ -215,3 +215,93 @@ async fn failed_extraction_leaves_no_partial_file() {
             .exists()
     );
 }
+
+/// Fact files that hold a date window (per the manifest) replace only the
+/// weeks they touch; the other published weeks stay as they were.
+#[tokio::test]
+async fn windowed_fact_files_replace_only_their_weeks() {
+    let ws = Workspace::new();
+    ws.write_raw(golden_date(), &golden_tables());
+    ws.pipeline.transform(golden_date()).await.unwrap();
+    let before = ws.fact_csv().await;
+
+    // Week 2026/2 only (2026-01-04..10), without sale 1020.
+    let mut tables = golden_tables();
+    let in_window = |line: &&str, column: usize| {
+        line.split(',')
+            .nth(column)
+            .is_some_and(|d| d.as_bytes() >= b"2026-01-04".as_slice())
+    };
+    for (table, date_column) in [(Table::Sales, 3), (Table::Inventory, 0)] {
+        let text = &tables[&table];
+        let header = text.lines().next().unwrap();
+        let rows = text
+            .lines()
+            .skip(1)
+            .filter(|l| in_window(l, date_column) && !l.starts_with("1020,"));
+        let filtered: Vec<&str> = std::iter::once(header).chain(rows).collect();
+        tables.insert(table, filtered.join("\n") + "\n");
+    }
+    ws.write_raw(golden_date(), &tables);
+    write_manifest(&ws, &tables);
+    ws.pipeline.transform(golden_date()).await.unwrap();
+
+    let after = ws.fact_csv().await;
+    let week = |csv: &str, prefix: &str| -> Vec<String> {
+        csv.lines()
+            .filter(|l| l.starts_with(prefix))
+            .map(String::from)
+            .collect()
+    };
+    for untouched in ["2025,52,", "2026,1,"] {
+        assert_eq!(
+            week(&after, untouched),
+            week(&before, untouched),
+            "{untouched}"
+        );
+    }
+    assert_eq!(
+        week(&after, "2026,2,").len(),
+        week(&before, "2026,2,").len()
+    );
+    assert_ne!(week(&after, "2026,2,"), week(&before, "2026,2,"));
+    assert!(after.contains("2026,2,1,101,1,6.00,29.44,"), "{after}");
+}
+
+/// A manifest for the raw files of `tables`, with sales and inventory as
+/// the window 2026-01-04..2026-01-10.
+fn write_manifest(ws: &Workspace, tables: &std::collections::BTreeMap<Table, String>) {
+    use sha2::Digest;
+    use shelfline::raw::{Manifest, ManifestEntry, Window, file_path};
+    let mut entries = std::collections::BTreeMap::new();
+    for (table, text) in tables {
+        let path = file_path(*table, golden_date(), RawFormat::CsvGz);
+        let bytes = std::fs::read(ws.raw_dir().join(path.as_ref())).unwrap();
+        let window = match table {
+            Table::Sales | Table::Inventory => Window::Range {
+                from: "2026-01-04".parse().unwrap(),
+                to: golden_date(),
+            },
+            _ => Window::FULL,
+        };
+        let entry = ManifestEntry {
+            file: path.to_string(),
+            rows: text.lines().count() as u64 - 1,
+            bytes: bytes.len() as u64,
+            sha256: hex::encode(sha2::Sha256::digest(&bytes)),
+            window,
+        };
+        entries.insert(table.name().to_string(), entry);
+    }
+    let manifest = Manifest {
+        date: golden_date(),
+        tables: entries,
+    };
+    let folder = ws.raw_dir().join("_manifests");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(
+        folder.join(format!("{}.json", golden_date())),
+        serde_json::to_vec(&manifest).unwrap(),
+    )
+    .unwrap();
+}

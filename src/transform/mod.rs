@@ -21,14 +21,14 @@ use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
 use datafusion::arrow::array::{Array, AsArray};
-use datafusion::arrow::datatypes::Int64Type;
+use datafusion::arrow::datatypes::{Int32Type, Int64Type};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::error::DataFusionError;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 
 use crate::config::Config;
-use crate::lake::{Lake, LakeError, PublishReport};
+use crate::lake::{FactScope, Lake, LakeError, Publication, PublishReport};
 use crate::raw::quarantine::Quarantine;
 use crate::raw::{RawError, RawSet};
 use crate::schema::{self, Table};
@@ -151,9 +151,14 @@ pub async fn transform(
     for table in Table::DIMENSIONS {
         dimensions.push((table, ctx.table(table.name()).await?));
     }
-    let publish = lake
-        .publish(date, fact, dimensions, quarantine.as_ref(), config)
-        .await?;
+    let publication = Publication {
+        date,
+        fact,
+        fact_scope: fact_scope(&ctx, &set).await?,
+        dimensions,
+        quarantine: quarantine.as_ref(),
+    };
+    let publish = lake.publish(publication, config).await?;
     timings.push(("publish", started.elapsed()));
 
     Ok(TransformReport {
@@ -165,6 +170,36 @@ pub async fn transform(
         publish,
         timings,
     })
+}
+
+/// A full snapshot of the facts replaces the whole fact table; a date window
+/// (per the manifest) replaces only the weeks the output holds.
+async fn fact_scope(ctx: &SessionContext, set: &RawSet) -> Result<FactScope, TransformError> {
+    let windowed = [Table::Sales, Table::Inventory]
+        .into_iter()
+        .filter_map(|table| set.manifest_entry(table))
+        .any(|entry| entry.window != crate::raw::Window::FULL);
+    if !windowed {
+        return Ok(FactScope::All);
+    }
+    let batches = ctx
+        .sql("SELECT DISTINCT yr_num, wk_num FROM staged_weekly ORDER BY yr_num, wk_num")
+        .await?
+        .collect()
+        .await?;
+    let mut weeks = Vec::new();
+    for batch in &batches {
+        let years = batch.column(0).as_primitive::<Int32Type>();
+        let numbers = batch.column(1).as_primitive::<Int32Type>();
+        weeks.extend(
+            years
+                .values()
+                .iter()
+                .copied()
+                .zip(numbers.values().iter().copied()),
+        );
+    }
+    Ok(FactScope::Weeks(weeks))
 }
 
 /// Computes the weekly fact into Parquet files under `dir` and registers
