@@ -66,6 +66,10 @@ pub enum TransformError {
     },
     #[error("query engine error: {0}")]
     Engine(DataFusionError),
+    #[error(
+        "the transform needs more memory than `memory_limit_mb` allows ({0}); raise the limit or remove it"
+    )]
+    Memory(String),
     #[error("cannot format a total: {0}")]
     Format(#[from] datafusion::arrow::error::ArrowError),
     #[error("scratch folder: {0}")]
@@ -78,9 +82,12 @@ impl From<DataFusionError> for TransformError {
     /// Errors of our own raw reader come back wrapped by the engine; they
     /// are shown as they are, since they name file, line and column.
     fn from(error: DataFusionError) -> Self {
-        match raw_cause(&error) {
-            Some(raw) => TransformError::RawRead(raw.to_string()),
-            None => TransformError::Engine(error),
+        if let Some(raw) = raw_cause(&error) {
+            return TransformError::RawRead(raw.to_string());
+        }
+        match error.find_root() {
+            DataFusionError::ResourcesExhausted(message) => TransformError::Memory(message.clone()),
+            _ => TransformError::Engine(error),
         }
     }
 }
@@ -321,5 +328,46 @@ impl std::fmt::Display for TransformReport {
             )?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The reconciliation catches an output whose totals differ from the
+    /// input's, e.g. a join that dropped or doubled a day.
+    #[tokio::test]
+    async fn reconciliation_fails_when_totals_differ() {
+        let ctx = SessionContext::new();
+        for sql in [
+            "CREATE TABLE calendar AS SELECT DATE '2026-01-05' AS cal_dt, 2026 AS yr_num, 2 AS wk_num",
+            "CREATE TABLE sales AS SELECT * FROM (VALUES
+                (DATE '2026-01-05', CAST(10.00 AS DECIMAL(38,2)), CAST(2.00 AS DECIMAL(38,2))),
+                (DATE '2026-01-05', CAST(5.50 AS DECIMAL(38,2)), CAST(1.00 AS DECIMAL(38,2))))
+             AS t(trans_dt, sales_amt, sales_qty)",
+            "CREATE TABLE staged_weekly AS SELECT 2026 AS yr_num, 2 AS wk_num,
+                CAST(10.00 AS DECIMAL(38,2)) AS total_sales_amt,
+                CAST(2.00 AS DECIMAL(38,2)) AS total_sales_qty",
+        ] {
+            ctx.sql(sql).await.unwrap().collect().await.unwrap();
+        }
+        let date = NaiveDate::from_ymd_opt(2026, 1, 10).unwrap();
+        let message = reconcile(&ctx, date).await.unwrap_err().to_string();
+        assert!(
+            message.contains(
+                "output totals (amt 10.00, qty 2.00) differ from input totals (amt 15.50, qty 3.00)"
+            ),
+            "{message}"
+        );
+        assert!(message.contains("nothing was published"), "{message}");
+
+        ctx.sql("INSERT INTO staged_weekly VALUES (2026, 2, 5.50, 1.00)")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        reconcile(&ctx, date).await.unwrap();
     }
 }
