@@ -6,10 +6,13 @@
 
 use object_store::ObjectStoreExt as _;
 use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::ipc::reader::FileReader;
+use datafusion::arrow::ipc::writer::FileWriter;
 
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::error::DataFusionError;
@@ -43,6 +46,9 @@ pub struct RawSource {
     /// Set once a read parsed every field of every row: later reads parse
     /// only the columns they need.
     validated: Arc<AtomicBool>,
+    /// Where the validating read of a CSV file keeps its parsed rows (Arrow
+    /// IPC), so that later reads neither decompress nor parse again.
+    cache: Option<PathBuf>,
 }
 
 impl RawSource {
@@ -59,7 +65,15 @@ impl RawSource {
             entry,
             quarantine,
             validated: Arc::default(),
+            cache: None,
         }
+    }
+
+    /// Keeps the parsed rows of a CSV file in `dir` after the first complete
+    /// read, for the reads that follow.
+    pub fn with_cache_in(mut self, dir: &Path) -> Self {
+        self.cache = Some(dir.join(format!("{}.arrow", self.file.table)));
+        self
     }
 
     /// The columns of `projection` (all when `None`) as a stream of batches.
@@ -76,9 +90,13 @@ impl RawSource {
         let tx = builder.tx();
         let source = self.clone();
         builder.spawn_blocking(move || {
-            let result = match source.file.format {
-                RawFormat::CsvGz => source.read_csv(projection, &tx),
-                RawFormat::Parquet => source.read_parquet(projection, schema, &tx),
+            let validated = source.validated.load(Ordering::Acquire);
+            let result = match (source.file.format, &source.cache) {
+                (RawFormat::CsvGz, Some(cache)) if validated => {
+                    read_cache(cache, &source.file, projection, &tx)
+                }
+                (RawFormat::CsvGz, _) => source.read_csv(projection, &tx),
+                (RawFormat::Parquet, _) => source.read_parquet(projection, schema, &tx),
             };
             forward_error(result, &tx)
         });
@@ -110,15 +128,35 @@ impl RawSource {
         let input = HashingReader::new(open_sync(&self.raw, file)?);
         let gzip = MultiGzDecoder::new(BufReader::with_capacity(1 << 20, input));
         let quarantine = Arc::clone(&self.quarantine);
+        let mut cache = match &self.cache {
+            Some(path) if validate_all => Some(CacheWriter::create(path, file)?),
+            _ => None,
+        };
+        let decoded = match cache {
+            Some(_) => (0..file.table.columns().len()).collect(),
+            None => projection.clone(),
+        };
         let mut decoder = CsvDecoder::projected(
             gzip,
             file.table,
             name.clone(),
             quarantine,
-            projection,
+            decoded,
             validate_all,
         );
         while let Some(batch) = decoder.next_batch()? {
+            let batch = match &mut cache {
+                Some(cache) => {
+                    cache.write(&batch)?;
+                    batch
+                        .project(&projection)
+                        .map_err(|source| RawError::Arrow {
+                            file: name.clone(),
+                            source,
+                        })?
+                }
+                None => batch,
+            };
             if tx.blocking_send(Ok(batch)).is_err() {
                 return Ok(());
             }
@@ -128,6 +166,9 @@ impl RawSource {
         if let Some(entry) = &self.entry {
             entry.check_digest(&name, &sha256, bytes)?;
             entry.check_rows(rows)?;
+        }
+        if let Some(cache) = cache {
+            cache.finish()?;
         }
         if validate_all {
             self.validated.store(true, Ordering::Release);
@@ -218,6 +259,85 @@ fn fetch(raw: &Location, file: &RawFile) -> Result<bytes::Bytes, RawError> {
             file: file.path.to_string(),
             source,
         })
+}
+
+/// Writes the parsed rows of a raw file as Arrow IPC under a temporary
+/// name, renamed into place once the whole file was read and verified.
+struct CacheWriter {
+    path: PathBuf,
+    file: String,
+    writer: FileWriter<tempfile::NamedTempFile>,
+}
+
+impl CacheWriter {
+    fn create(path: &Path, raw_file: &RawFile) -> Result<Self, RawError> {
+        let file = raw_file.path.to_string();
+        let io_error = |source| RawError::Io {
+            file: format!("{file} (parsed-row cache {})", path.display()),
+            source,
+        };
+        let folder = path.parent().unwrap_or(Path::new("."));
+        let temp = tempfile::NamedTempFile::new_in(folder).map_err(io_error)?;
+        let writer =
+            FileWriter::try_new(temp, &raw_file.table.arrow_schema()).map_err(|source| {
+                RawError::Arrow {
+                    file: file.clone(),
+                    source,
+                }
+            })?;
+        Ok(CacheWriter {
+            path: path.to_path_buf(),
+            file,
+            writer,
+        })
+    }
+
+    fn write(&mut self, batch: &RecordBatch) -> Result<(), RawError> {
+        self.writer.write(batch).map_err(|source| RawError::Arrow {
+            file: self.file.clone(),
+            source,
+        })
+    }
+
+    fn finish(mut self) -> Result<(), RawError> {
+        let arrow_error = |source| RawError::Arrow {
+            file: self.file.clone(),
+            source,
+        };
+        self.writer.finish().map_err(arrow_error)?;
+        let temp = self.writer.into_inner().map_err(arrow_error)?;
+        temp.persist(&self.path).map_err(|e| RawError::Io {
+            file: format!("{} (parsed-row cache {})", self.file, self.path.display()),
+            source: e.error,
+        })?;
+        Ok(())
+    }
+}
+
+/// Reads the projected columns of a file's parsed-row cache.
+fn read_cache(
+    path: &Path,
+    raw_file: &RawFile,
+    projection: Vec<usize>,
+    tx: &Sender<datafusion::error::Result<RecordBatch>>,
+) -> Result<(), RawError> {
+    let file = raw_file.path.to_string();
+    let input = std::fs::File::open(path).map_err(|source| RawError::Io {
+        file: format!("{file} (parsed-row cache {})", path.display()),
+        source,
+    })?;
+    let arrow_error = |source| RawError::Arrow {
+        file: file.clone(),
+        source,
+    };
+    let reader =
+        FileReader::try_new(BufReader::new(input), Some(projection)).map_err(arrow_error)?;
+    for batch in reader {
+        if tx.blocking_send(Ok(batch.map_err(arrow_error)?)).is_err() {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// What to decode from a Parquet raw file, and where to send it.

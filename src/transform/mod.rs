@@ -134,7 +134,10 @@ pub async fn transform(
     let set = RawSet::locate(raw, date).await?;
     let ctx = crate::engine::session(config)?;
     let quarantine = Arc::new(Quarantine::new(config.error_budget));
-    raw_tables::register(&ctx, raw, &set, &quarantine)?;
+    // Parsed raw rows and the staged output live in `scratch` until the end
+    // of the publication.
+    let scratch = tempfile::tempdir().map_err(TransformError::Scratch)?;
+    raw_tables::register(&ctx, raw, &set, &quarantine, scratch.path())?;
     let mut timings = Vec::new();
 
     let started = Instant::now();
@@ -145,8 +148,6 @@ pub async fn transform(
     timings.push(("check", started.elapsed()));
 
     let started = Instant::now();
-    // The staged output lives in `scratch` until the end of the publication.
-    let scratch = tempfile::tempdir().map_err(TransformError::Scratch)?;
     stage_weekly(&ctx, scratch.path()).await?;
     reconcile(&ctx, date).await?;
     let (weeks, rows_written) = count_output(&ctx).await?;

@@ -6,6 +6,7 @@
 //! except the first complete scan of a CSV file, which parses every field so
 //! that a bad value anywhere in the file fails the run.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -25,12 +26,13 @@ use crate::raw::reader::RawSource;
 use crate::storage::Location;
 
 /// Registers the five raw files of `set` as tables `store`, `product`,
-/// `calendar`, `sales` and `inventory`.
+/// `calendar`, `sales` and `inventory`; parsed rows are cached in `scratch`.
 pub fn register(
     ctx: &SessionContext,
     raw: &Location,
     set: &RawSet,
     quarantine: &Arc<Quarantine>,
+    scratch: &Path,
 ) -> Result<()> {
     for file in set.files.values() {
         let source = RawSource::new(
@@ -38,7 +40,8 @@ pub fn register(
             file.clone(),
             set.manifest_entry(file.table).cloned(),
             Arc::clone(quarantine),
-        );
+        )
+        .with_cache_in(scratch);
         ctx.register_table(file.table.name(), Arc::new(RawTable { source }))?;
     }
     Ok(())
