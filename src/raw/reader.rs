@@ -3,6 +3,8 @@
 //!
 //! CSV files are decompressed and parsed on a blocking thread, with at most
 //! a few batches in flight, so memory stays bounded whatever the file size.
+//! With a cache folder, the first complete read also writes the parsed rows
+//! to disk (Arrow IPC) and later reads come from there.
 
 use object_store::ObjectStoreExt as _;
 use std::io::{BufReader, Read};

@@ -1,10 +1,12 @@
 //! The day's raw files as DataFusion tables named after the contract tables.
 //!
-//! Each file is one streaming partition: every scan re-reads the file, so
-//! nothing is held in memory between queries, and every scan verifies the
-//! file against the manifest. Scans decode only the columns the query needs,
-//! except the first complete scan of a CSV file, which parses every field so
-//! that a bad value anywhere in the file fails the run.
+//! Each file is one streaming partition, so nothing is held in memory
+//! between queries. The first complete scan of a CSV file parses every field
+//! (a bad value anywhere fails the run), verifies the file against the
+//! manifest, and keeps the parsed rows as Arrow IPC in the transform's
+//! scratch folder; later scans read only the columns they need from there,
+//! without decompressing or parsing again. Parquet files are read in place,
+//! projected.
 
 use std::path::Path;
 use std::sync::Arc;
