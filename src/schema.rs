@@ -154,6 +154,13 @@ const INVENTORY: &[Column] = &[
 /// Columns that must never be NULL (contract section 4, "NULL in a key column").
 const KEY_COLUMNS: &[&str] = &["trans_id", "trans_dt", "cal_dt", "store_key", "prod_key"];
 
+/// The reconciliation of contract section 4: each sales column and the
+/// output column whose sum over the output weeks must equal it.
+pub const RECONCILED: [(&str, &str); 2] = [
+    ("sales_amt", "total_sales_amt"),
+    ("sales_qty", "total_sales_qty"),
+];
+
 /// The five source tables of contract section 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Table {
@@ -205,6 +212,40 @@ impl Table {
             .iter()
             .map(|c| c.name)
             .filter(|name| KEY_COLUMNS.contains(name))
+    }
+
+    /// The columns whose values must be unique, per contract section 4
+    /// (empty when the contract sets no such rule for the table).
+    pub fn unique_key(self) -> &'static [&'static str] {
+        match self {
+            Table::Calendar => &["cal_dt"],
+            Table::Sales => &["trans_id"],
+            Table::Inventory => &["cal_dt", "store_key", "prod_key"],
+            Table::Store | Table::Product => &[],
+        }
+    }
+
+    /// The date column that must be in `calendar` (contract section 4), or
+    /// the calendar's own date.
+    pub fn date_column(self) -> Option<&'static str> {
+        match self {
+            Table::Calendar | Table::Inventory => Some("cal_dt"),
+            Table::Sales => Some("trans_dt"),
+            Table::Store | Table::Product => None,
+        }
+    }
+
+    /// The input columns the reconciliation of contract section 4 sums.
+    pub fn reconciled_columns(self) -> &'static [&'static str] {
+        match self {
+            Table::Sales => &[RECONCILED[0].0, RECONCILED[1].0],
+            _ => &[],
+        }
+    }
+
+    /// The index of column `name` in contract order.
+    pub fn column_index(self, name: &str) -> Option<usize> {
+        self.columns().iter().position(|c| c.name == name)
     }
 
     /// The Arrow schema (all fields nullable: NULL keys are reported by the

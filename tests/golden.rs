@@ -95,8 +95,8 @@ async fn load_golden_into_source(staging: &Workspace, target: &Workspace) {
     for table in Table::ALL {
         let quarantine = std::sync::Arc::new(Quarantine::new(0));
         let file = set.files[&table].clone();
-        let stream =
-            RawSource::new(staging.pipeline.raw.clone(), file, None, quarantine).open(None);
+        let source = RawSource::new(staging.pipeline.raw.clone(), file, None, quarantine);
+        let stream = std::sync::Arc::new(source.scan(None, 1)).open(0);
         let batches: Vec<_> = stream.try_collect().await.unwrap();
         for batch in batches {
             loader.insert(table, &batch).unwrap();

@@ -269,3 +269,87 @@ async fn bad_value_in_a_column_no_metric_uses() {
         ],
     );
 }
+
+/// The golden sales with `extra` more rows (trans_id 100000 + i on
+/// 2025-12-24, one unit at 1.00), so the file spans several of the reader's
+/// chunks; `edit` may change any extra row.
+fn golden_with_many_sales(
+    extra: usize,
+    edit: impl Fn(usize, String) -> String,
+) -> BTreeMap<Table, String> {
+    golden_with(Table::Sales, |text| {
+        let mut text = text.to_string();
+        for i in 0..extra {
+            let row = format!(
+                "{},101,1,2025-12-24,120000,1.00,1.00,1.00,0.00,0.50,0.50,0.00\n",
+                100_000 + i
+            );
+            text.push_str(&edit(i, row));
+        }
+        text
+    })
+}
+
+/// Extra row `i` of [`golden_with_many_sales`] is on this line of the file
+/// (a header and 20 golden rows come first).
+fn line_of_extra_row(i: usize) -> usize {
+    22 + i
+}
+
+const MANY: usize = 150_000;
+
+#[tokio::test]
+async fn a_bad_value_deep_in_a_large_file_names_its_line() {
+    let ws = Workspace::new();
+    let bad = 120_000;
+    let tables = golden_with_many_sales(MANY, |i, row| {
+        if i == bad {
+            row.replacen(",1.00,0.00,0.50,", ",1.0x,0.00,0.50,", 1)
+        } else {
+            row
+        }
+    });
+    let message = fails_and_publishes_nothing(&ws, tables).await;
+    assert_mentions(
+        &message,
+        &[
+            &format!("line {}", line_of_extra_row(bad)),
+            "column sales_amt",
+            "'1.0x'",
+        ],
+    );
+}
+
+#[tokio::test]
+async fn a_duplicate_key_far_apart_in_a_large_file_is_found() {
+    let ws = Workspace::new();
+    let tables = golden_with_many_sales(MANY, |i, row| {
+        if i == MANY - 1 {
+            row.replacen(&(100_000 + i).to_string(), "1001", 1)
+        } else {
+            row
+        }
+    });
+    let message = fails_and_publishes_nothing(&ws, tables).await;
+    assert_mentions(&message, &["duplicate trans_id", "1001 ×2"]);
+}
+
+#[tokio::test]
+async fn a_large_file_passes_every_rule_and_reconciles() {
+    let ws = Workspace::new();
+    ws.write_raw(golden_date(), &golden_with_many_sales(MANY, |_, row| row));
+    let report = ws.pipeline.transform(golden_date()).await.unwrap();
+    let sales = report.rows_read.iter().find(|(t, _)| *t == Table::Sales);
+    assert_eq!(sales, Some(&(Table::Sales, 20 + MANY as u64)));
+    let batches = ws
+        .query(&format!(
+            "SELECT CAST(SUM(total_sales_qty) AS VARCHAR) FROM {FACT_TABLE} \
+             WHERE store_key = 1 AND prod_key = 101 AND yr_num = 2025 AND wk_num = 52"
+        ))
+        .await;
+    let total = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+        .unwrap()
+        .to_string();
+    // The golden week 52 sold 7.00 of product 101 in store 1, plus 1.00 per extra row.
+    assert!(total.contains(&format!("{}.00", MANY + 7)), "{total}");
+}

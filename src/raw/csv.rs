@@ -34,6 +34,9 @@ pub struct CsvDecoder<R: Read> {
     /// Data rows seen, including quarantined ones.
     rows: u64,
     header_checked: bool,
+    /// Lines of the file before the input's first line (a chunk cut from
+    /// the middle of a file starts past 0).
+    line_offset: u64,
     /// The columns to output, in contract order.
     projection: Vec<usize>,
     /// Which columns to parse: the projected ones, or all of them when the
@@ -75,9 +78,18 @@ impl<R: Read> CsvDecoder<R> {
             quarantine,
             rows: 0,
             header_checked: false,
+            line_offset: 0,
             projection,
             parse,
         }
+    }
+
+    /// A decoder of a chunk of whole rows cut from a file after its header:
+    /// the chunk's first row is on line `first_line` of the file.
+    pub fn continuing_at(mut self, first_line: u64) -> Self {
+        self.header_checked = true;
+        self.line_offset = first_line.saturating_sub(1);
+        self
     }
 
     /// Data rows read so far (header excluded, quarantined rows included).
@@ -125,7 +137,7 @@ impl<R: Read> CsvDecoder<R> {
     }
 
     fn line(&self) -> u64 {
-        self.record.position().map_or(0, |p| p.line())
+        self.line_offset + self.record.position().map_or(0, |p| p.line())
     }
 
     fn read_record(&mut self) -> Result<bool, RawError> {
@@ -133,7 +145,7 @@ impl<R: Read> CsvDecoder<R> {
             .read_byte_record(&mut self.record)
             .map_err(|e| RawError::Csv {
                 file: self.file.clone(),
-                line: e.position().map_or(self.rows + 2, |p| p.line()),
+                line: self.line_offset + e.position().map_or(self.rows + 2, |p| p.line()),
                 message: e.to_string(),
             })
     }
@@ -282,13 +294,25 @@ pub fn parse_decimal(field: &[u8], precision: u8, scale: i8) -> Result<i128, Str
 }
 
 fn parse_date(field: &[u8]) -> Result<i32, String> {
-    let text = std::str::from_utf8(field).map_err(|_| "not a date".to_string())?;
-    let well_formed = text.len() == 10 && text.as_bytes()[4] == b'-' && text.as_bytes()[7] == b'-';
-    let date = well_formed
-        .then(|| NaiveDate::parse_from_str(text, "%Y-%m-%d").ok())
-        .flatten()
-        .ok_or_else(|| "expected a date YYYY-MM-DD".to_string())?;
-    Ok(days_since_epoch(date))
+    let invalid = || "expected a date YYYY-MM-DD".to_string();
+    let [y1, y2, y3, y4, b'-', m1, m2, b'-', d1, d2] = *field else {
+        return Err(invalid());
+    };
+    let number = |digits: &[u8]| {
+        digits.iter().try_fold(0u32, |n, &b| {
+            b.is_ascii_digit().then(|| n * 10 + u32::from(b - b'0'))
+        })
+    };
+    let (Some(year), Some(month), Some(day)) = (
+        number(&[y1, y2, y3, y4]),
+        number(&[m1, m2]),
+        number(&[d1, d2]),
+    ) else {
+        return Err(invalid());
+    };
+    NaiveDate::from_ymd_opt(year as i32, month, day)
+        .map(days_since_epoch)
+        .ok_or_else(invalid)
 }
 
 /// Days from 1970-01-01, the Arrow Date32 value of `date`.
@@ -470,6 +494,22 @@ mod tests {
             written,
             format!("{INVENTORY_HEADER}2026-01-09,1,101,-3.50,,2,0.00,true,2026-01-12\n")
         );
+    }
+
+    #[test]
+    fn dates_parse_strictly() {
+        let day = days_since_epoch(NaiveDate::from_ymd_opt(2026, 1, 10).unwrap());
+        assert_eq!(parse_date(b"2026-01-10"), Ok(day));
+        for bad in [
+            "2026-02-30",
+            "2026-1-10",
+            "2026-01-1x",
+            "2026/01/10",
+            "",
+            "2026-01-100",
+        ] {
+            assert!(parse_date(bad.as_bytes()).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! checks them against the manifest ([`check`]) and reads them as Arrow
 //! batches ([`reader`]).
 
+pub mod chunks;
 pub mod csv;
+pub mod facts;
 pub mod manifest;
 pub mod quarantine;
 pub mod reader;

@@ -1,21 +1,21 @@
-//! Reads one raw file as a stream of Arrow batches with the contract schema,
+//! Reads one raw file as streams of Arrow batches with the contract schema,
 //! verifying row count and sha256 against the manifest when there is one.
 //!
-//! CSV files are decompressed and parsed on a blocking thread, with at most
-//! a few batches in flight, so memory stays bounded whatever the file size.
-//! With a cache folder, the first complete read also writes the parsed rows
-//! to disk (Arrow IPC) and later reads come from there.
+//! A CSV file is read by several partitions at once: they take turns to
+//! decompress the next chunk of whole rows ([`super::chunks`]) and parse
+//! their chunks in parallel, each on a blocking thread with at most a few
+//! batches in flight, so memory stays bounded whatever the file size. A
+//! Parquet file is read by one partition.
+//!
+//! The first complete read of a file parses every field of every row (a bad
+//! value in any column fails it) and records the file's [`ScanFacts`]; later
+//! reads decode only the columns they need.
 
 use object_store::ObjectStoreExt as _;
 use std::io::{BufReader, Read};
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::arrow::ipc::reader::FileReader;
-use datafusion::arrow::ipc::writer::FileWriter;
-
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
@@ -28,13 +28,15 @@ use futures::TryStreamExt;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc::Sender;
 
+use super::chunks::{CHUNK_BYTES, Chunk, Chunker};
 use super::csv::CsvDecoder;
+use super::facts::{FactsBuilder, ScanFacts};
 use super::quarantine::Quarantine;
 use super::{ManifestEntry, RawError, RawFile, RawFormat};
 use crate::schema::Table;
 use crate::storage::Location;
 
-/// Batches in flight between the parser thread and the consumer.
+/// Batches in flight between a parser thread and the consumer.
 const CHANNEL_BATCHES: usize = 4;
 
 /// One raw file to read, with what it is checked against.
@@ -45,12 +47,8 @@ pub struct RawSource {
     /// The manifest entry, when there is a manifest.
     pub entry: Option<ManifestEntry>,
     pub quarantine: Arc<Quarantine>,
-    /// Set once a read parsed every field of every row: later reads parse
-    /// only the columns they need.
-    validated: Arc<AtomicBool>,
-    /// Where the validating read of a CSV file keeps its parsed rows (Arrow
-    /// IPC), so that later reads neither decompress nor parse again.
-    cache: Option<PathBuf>,
+    /// Set by the first complete read, which validated every field.
+    facts: Arc<OnceLock<ScanFacts>>,
 }
 
 impl RawSource {
@@ -66,20 +64,19 @@ impl RawSource {
             file,
             entry,
             quarantine,
-            validated: Arc::default(),
-            cache: None,
+            facts: Arc::default(),
         }
     }
 
-    /// Keeps the parsed rows of a CSV file in `dir` after the first complete
-    /// read, for the reads that follow.
-    pub fn with_cache_in(mut self, dir: &Path) -> Self {
-        self.cache = Some(dir.join(format!("{}.arrow", self.file.table)));
-        self
+    /// What the first complete read found; `None` before one finished.
+    pub fn facts(&self) -> Option<&ScanFacts> {
+        self.facts.get()
     }
 
-    /// The columns of `projection` (all when `None`) as a stream of batches.
-    pub fn open(&self, projection: Option<Vec<usize>>) -> SendableRecordBatchStream {
+    /// One read of the columns at `projection` (all when `None`) by
+    /// `partitions` streams (a Parquet file uses the first only); the
+    /// read's rows are split between them.
+    pub fn scan(&self, projection: Option<Vec<usize>>, partitions: usize) -> Scan {
         let table = self.file.table;
         let projection = projection.unwrap_or_else(|| (0..table.columns().len()).collect());
         let schema = Arc::new(
@@ -88,21 +85,255 @@ impl RawSource {
                 .project(&projection)
                 .expect("projection indices come from the table's schema"),
         );
-        let mut builder = RecordBatchReceiverStream::builder(Arc::clone(&schema), CHANNEL_BATCHES);
+        let partitions = match self.file.format {
+            RawFormat::CsvGz => partitions.max(1),
+            RawFormat::Parquet => 1,
+        };
+        Scan {
+            source: self.clone(),
+            projection,
+            schema,
+            partitions,
+            shared: Mutex::new(Shared {
+                chunker: None,
+                running: partitions,
+                stopped: false,
+                rows: 0,
+                facts: Vec::new(),
+            }),
+        }
+    }
+}
+
+/// One read of a raw file, shared by its partitions. Each partition is
+/// executed once.
+pub struct Scan {
+    source: RawSource,
+    projection: Vec<usize>,
+    schema: SchemaRef,
+    partitions: usize,
+    shared: Mutex<Shared>,
+}
+
+/// What the partitions of a CSV read share.
+struct Shared {
+    /// Opened by the first partition to ask for a chunk.
+    chunker: Option<Chunker<CsvInput>>,
+    /// Partitions not finished yet.
+    running: usize,
+    /// A partition failed or its consumer stopped early: the read is not
+    /// complete, so it records no facts.
+    stopped: bool,
+    /// Data rows parsed (quarantined rows included).
+    rows: u64,
+    /// Facts per chunk, with the chunk's index.
+    facts: Vec<(usize, ScanFacts)>,
+}
+
+/// The decompressed bytes of a CSV file, hashed on the way in.
+type CsvInput = MultiGzDecoder<BufReader<HashingReader<Box<dyn Read + Send>>>>;
+
+impl std::fmt::Debug for Scan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scan")
+            .field("file", &self.source.file.path)
+            .field("projection", &self.projection)
+            .field("partitions", &self.partitions)
+            .finish()
+    }
+}
+
+impl Scan {
+    /// The number of partitions.
+    pub fn partitions(&self) -> usize {
+        self.partitions
+    }
+
+    /// The output schema.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// The stream of partition `partition`.
+    pub fn open(self: &Arc<Self>, partition: usize) -> SendableRecordBatchStream {
+        let mut builder =
+            RecordBatchReceiverStream::builder(Arc::clone(&self.schema), CHANNEL_BATCHES);
         let tx = builder.tx();
-        let source = self.clone();
+        let scan = Arc::clone(self);
         builder.spawn_blocking(move || {
-            let validated = source.validated.load(Ordering::Acquire);
-            let result = match (source.file.format, &source.cache) {
-                (RawFormat::CsvGz, Some(cache)) if validated => {
-                    read_cache(cache, &source.file, projection, &tx)
-                }
-                (RawFormat::CsvGz, _) => source.read_csv(projection, &tx),
-                (RawFormat::Parquet, _) => source.read_parquet(projection, schema, &tx),
+            let pass = Pass::new(
+                &scan.source,
+                scan.projection.clone(),
+                Arc::clone(&scan.schema),
+            );
+            let result = match scan.source.file.format {
+                RawFormat::CsvGz => scan.read_csv_partition(pass, &tx),
+                RawFormat::Parquet if partition == 0 => scan.source.read_parquet(pass, &tx),
+                RawFormat::Parquet => Ok(()),
             };
             forward_error(result, &tx)
         });
         builder.build()
+    }
+
+    /// Parses chunks until the file ends, then finishes the read if this
+    /// is the last partition running.
+    fn read_csv_partition(
+        &self,
+        mut pass: Pass,
+        tx: &Sender<datafusion::error::Result<RecordBatch>>,
+    ) -> Result<(), RawError> {
+        let completed = self.parse_chunks(&mut pass, tx);
+        let mut shared = self.lock();
+        shared.running -= 1;
+        shared.stopped |= !matches!(completed, Ok(true));
+        completed?;
+        if shared.running > 0 || shared.stopped {
+            return Ok(());
+        }
+        let chunker = shared.chunker.take();
+        let rows = shared.rows;
+        let mut facts = std::mem::take(&mut shared.facts);
+        drop(shared);
+        if let Some(chunker) = chunker {
+            let (sha256, bytes) = chunker.into_inner().into_inner().into_inner().finish();
+            if let Some(entry) = &self.source.entry {
+                entry.check_digest(&pass.file, &sha256, bytes)?;
+                entry.check_rows(rows)?;
+            }
+        }
+        if pass.validating() {
+            facts.sort_by_key(|(index, _)| *index);
+            let whole = facts
+                .into_iter()
+                .map(|(_, part)| part)
+                .reduce(ScanFacts::then)
+                .unwrap_or_else(|| FactsBuilder::new(self.source.file.table).finish());
+            // A concurrent validating read may have set the same facts first.
+            let _ = self.source.facts.set(whole);
+        }
+        Ok(())
+    }
+
+    /// Parses chunks until none is left (`Ok(true)`) or the consumer stops
+    /// listening (`Ok(false)`).
+    fn parse_chunks(
+        &self,
+        pass: &mut Pass,
+        tx: &Sender<datafusion::error::Result<RecordBatch>>,
+    ) -> Result<bool, RawError> {
+        while let Some(chunk) = self.next_chunk()? {
+            let mut decoder = CsvDecoder::projected(
+                chunk.bytes.as_slice(),
+                self.source.file.table,
+                pass.file.clone(),
+                Arc::clone(&self.source.quarantine),
+                pass.decoded.clone(),
+                pass.validating(),
+            );
+            if chunk.index > 0 {
+                decoder = decoder.continuing_at(chunk.first_line);
+            }
+            while let Some(batch) = decoder.next_batch()? {
+                if tx.blocking_send(Ok(pass.output(batch)?)).is_err() {
+                    return Ok(false);
+                }
+            }
+            let facts = pass.take_facts();
+            let mut shared = self.lock();
+            shared.rows += decoder.rows();
+            shared.facts.extend(facts.map(|f| (chunk.index, f)));
+        }
+        Ok(true)
+    }
+
+    /// The next chunk of the file, opening it first if needed.
+    fn next_chunk(&self) -> Result<Option<Chunk>, RawError> {
+        let mut shared = self.lock();
+        if shared.stopped {
+            return Ok(None);
+        }
+        let file = &self.source.file;
+        let chunker = match &mut shared.chunker {
+            Some(chunker) => chunker,
+            empty => {
+                let input = HashingReader::new(open_sync(&self.source.raw, file)?);
+                let gzip = MultiGzDecoder::new(BufReader::with_capacity(1 << 20, input));
+                empty.insert(Chunker::new(gzip, CHUNK_BYTES))
+            }
+        };
+        chunker.next_chunk().map_err(|e| RawError::Csv {
+            file: file.path.to_string(),
+            line: 0,
+            message: format!("cannot decompress: {e}"),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.shared
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// One partition's part of a read: which columns it decodes and outputs,
+/// and, when it validates, the facts it gathers.
+struct Pass {
+    file: String,
+    table: Table,
+    /// The columns to decode: all when validating, else the output's.
+    decoded: Vec<usize>,
+    /// The output's columns, in table order.
+    projection: Vec<usize>,
+    schema: SchemaRef,
+    facts: Option<FactsBuilder>,
+}
+
+impl Pass {
+    fn new(source: &RawSource, projection: Vec<usize>, schema: SchemaRef) -> Self {
+        let table = source.file.table;
+        let validating = source.facts().is_none();
+        Pass {
+            file: source.file.path.to_string(),
+            table,
+            decoded: match validating {
+                true => (0..table.columns().len()).collect(),
+                false => projection.clone(),
+            },
+            projection,
+            schema,
+            facts: validating.then(|| FactsBuilder::new(table)),
+        }
+    }
+
+    fn validating(&self) -> bool {
+        self.facts.is_some()
+    }
+
+    /// A decoded batch as output: facts taken, projected.
+    fn output(&mut self, batch: RecordBatch) -> Result<RecordBatch, RawError> {
+        let arrow_error = |source| RawError::Arrow {
+            file: self.file.clone(),
+            source,
+        };
+        let Some(facts) = &mut self.facts else {
+            return batch
+                .with_schema(Arc::clone(&self.schema))
+                .map_err(arrow_error);
+        };
+        facts.observe(&batch);
+        batch
+            .project(&self.projection)
+            .and_then(|b| b.with_schema(Arc::clone(&self.schema)))
+            .map_err(arrow_error)
+    }
+
+    /// The facts of the batches since the last call (when validating).
+    fn take_facts(&mut self) -> Option<ScanFacts> {
+        let fresh = FactsBuilder::new(self.table);
+        self.facts
+            .as_mut()
+            .map(|facts| std::mem::replace(facts, fresh).finish())
     }
 }
 
@@ -119,76 +350,16 @@ fn forward_error(
 }
 
 impl RawSource {
-    fn read_csv(
-        &self,
-        projection: Vec<usize>,
-        tx: &Sender<datafusion::error::Result<RecordBatch>>,
-    ) -> Result<(), RawError> {
-        let file = &self.file;
-        let name = file.path.to_string();
-        let validate_all = !self.validated.load(Ordering::Acquire);
-        let input = HashingReader::new(open_sync(&self.raw, file)?);
-        let gzip = MultiGzDecoder::new(BufReader::with_capacity(1 << 20, input));
-        let quarantine = Arc::clone(&self.quarantine);
-        let mut cache = match &self.cache {
-            Some(path) if validate_all => Some(CacheWriter::create(path, file)?),
-            _ => None,
-        };
-        let decoded = match cache {
-            Some(_) => (0..file.table.columns().len()).collect(),
-            None => projection.clone(),
-        };
-        let mut decoder = CsvDecoder::projected(
-            gzip,
-            file.table,
-            name.clone(),
-            quarantine,
-            decoded,
-            validate_all,
-        );
-        while let Some(batch) = decoder.next_batch()? {
-            let batch = match &mut cache {
-                Some(cache) => {
-                    cache.write(&batch)?;
-                    batch
-                        .project(&projection)
-                        .map_err(|source| RawError::Arrow {
-                            file: name.clone(),
-                            source,
-                        })?
-                }
-                None => batch,
-            };
-            if tx.blocking_send(Ok(batch)).is_err() {
-                return Ok(());
-            }
-        }
-        let rows = decoder.rows();
-        let (sha256, bytes) = decoder.into_inner().into_inner().into_inner().finish();
-        if let Some(entry) = &self.entry {
-            entry.check_digest(&name, &sha256, bytes)?;
-            entry.check_rows(rows)?;
-        }
-        if let Some(cache) = cache {
-            cache.finish()?;
-        }
-        if validate_all {
-            self.validated.store(true, Ordering::Release);
-        }
-        Ok(())
-    }
-
-    /// Reads a Parquet raw file (typed, so only the projected columns are
-    /// decoded). A local file is read in place; a remote object is fetched
+    /// Reads a Parquet raw file (typed, so only the decoded columns are
+    /// read). A local file is read in place; a remote object is fetched
     /// whole first (Parquet needs random access).
     fn read_parquet(
         &self,
-        projection: Vec<usize>,
-        schema: SchemaRef,
+        mut pass: Pass,
         tx: &Sender<datafusion::error::Result<RecordBatch>>,
     ) -> Result<(), RawError> {
         let file = &self.file;
-        let name = file.path.to_string();
+        let name = pass.file.clone();
         if let Some(entry) = &self.entry {
             let mut input = HashingReader::new(open_sync(&self.raw, file)?);
             std::io::copy(&mut input, &mut std::io::sink()).map_err(|source| RawError::Io {
@@ -198,12 +369,6 @@ impl RawSource {
             let (sha256, bytes) = input.finish();
             entry.check_digest(&name, &sha256, bytes)?;
         }
-        let wanted = ParquetRead {
-            file,
-            projection,
-            schema,
-            tx,
-        };
         let rows = match self.raw.local_dir() {
             Some(dir) => {
                 let local =
@@ -213,14 +378,21 @@ impl RawSource {
                             source,
                         }
                     })?;
-                wanted.decode(local)?
+                decode_parquet(local, file.table, &mut pass, tx)?
             }
-            None => wanted.decode(fetch(&self.raw, file)?)?,
+            None => decode_parquet(fetch(&self.raw, file)?, file.table, &mut pass, tx)?,
         };
-        match (&self.entry, rows) {
-            (Some(entry), Some(rows)) => entry.check_rows(rows),
-            _ => Ok(()),
+        let Some(rows) = rows else {
+            return Ok(());
+        };
+        if let Some(entry) = &self.entry {
+            entry.check_rows(rows)?;
         }
+        if let Some(facts) = pass.take_facts() {
+            // A concurrent validating read may have set the same facts first.
+            let _ = self.facts.set(facts);
+        }
+        Ok(())
     }
 }
 
@@ -263,125 +435,38 @@ fn fetch(raw: &Location, file: &RawFile) -> Result<bytes::Bytes, RawError> {
         })
 }
 
-/// Writes the parsed rows of a raw file as Arrow IPC under a temporary
-/// name, renamed into place once the whole file was read and verified.
-struct CacheWriter {
-    path: PathBuf,
-    file: String,
-    writer: FileWriter<tempfile::NamedTempFile>,
-}
-
-impl CacheWriter {
-    fn create(path: &Path, raw_file: &RawFile) -> Result<Self, RawError> {
-        let file = raw_file.path.to_string();
-        let io_error = |source| RawError::Io {
-            file: format!("{file} (parsed-row cache {})", path.display()),
-            source,
-        };
-        let folder = path.parent().unwrap_or(Path::new("."));
-        let temp = tempfile::NamedTempFile::new_in(folder).map_err(io_error)?;
-        let writer =
-            FileWriter::try_new(temp, &raw_file.table.arrow_schema()).map_err(|source| {
-                RawError::Arrow {
-                    file: file.clone(),
-                    source,
-                }
-            })?;
-        Ok(CacheWriter {
-            path: path.to_path_buf(),
-            file,
-            writer,
-        })
-    }
-
-    fn write(&mut self, batch: &RecordBatch) -> Result<(), RawError> {
-        self.writer.write(batch).map_err(|source| RawError::Arrow {
-            file: self.file.clone(),
-            source,
-        })
-    }
-
-    fn finish(mut self) -> Result<(), RawError> {
-        let arrow_error = |source| RawError::Arrow {
-            file: self.file.clone(),
-            source,
-        };
-        self.writer.finish().map_err(arrow_error)?;
-        let temp = self.writer.into_inner().map_err(arrow_error)?;
-        temp.persist(&self.path).map_err(|e| RawError::Io {
-            file: format!("{} (parsed-row cache {})", self.file, self.path.display()),
-            source: e.error,
-        })?;
-        Ok(())
-    }
-}
-
-/// Reads the projected columns of a file's parsed-row cache.
-fn read_cache(
-    path: &Path,
-    raw_file: &RawFile,
-    projection: Vec<usize>,
+/// Sends the batches of a Parquet file; returns the rows read, or `None`
+/// when the consumer stopped early.
+fn decode_parquet<T: ChunkReader + 'static>(
+    input: T,
+    table: Table,
+    pass: &mut Pass,
     tx: &Sender<datafusion::error::Result<RecordBatch>>,
-) -> Result<(), RawError> {
-    let file = raw_file.path.to_string();
-    let input = std::fs::File::open(path).map_err(|source| RawError::Io {
-        file: format!("{file} (parsed-row cache {})", path.display()),
-        source,
-    })?;
-    let arrow_error = |source| RawError::Arrow {
-        file: file.clone(),
+) -> Result<Option<u64>, RawError> {
+    let parquet_error = |source| RawError::Parquet {
+        file: pass.file.clone(),
         source,
     };
-    let reader =
-        FileReader::try_new(BufReader::new(input), Some(projection)).map_err(arrow_error)?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(input).map_err(parquet_error)?;
+    check_parquet_schema(table, &pass.file, builder.schema())?;
+    let mask = ProjectionMask::roots(builder.parquet_schema(), pass.decoded.iter().copied());
+    let reader = builder
+        .with_projection(mask)
+        .with_batch_size(super::csv::BATCH_ROWS)
+        .build()
+        .map_err(parquet_error)?;
+    let mut rows = 0u64;
     for batch in reader {
-        if tx.blocking_send(Ok(batch.map_err(arrow_error)?)).is_err() {
-            break;
-        }
-    }
-    Ok(())
-}
-
-/// What to decode from a Parquet raw file, and where to send it.
-struct ParquetRead<'a> {
-    file: &'a RawFile,
-    projection: Vec<usize>,
-    schema: SchemaRef,
-    tx: &'a Sender<datafusion::error::Result<RecordBatch>>,
-}
-
-impl ParquetRead<'_> {
-    /// Sends the file's batches; returns the rows read, or `None` when the
-    /// consumer stopped early.
-    fn decode<T: ChunkReader + 'static>(&self, input: T) -> Result<Option<u64>, RawError> {
-        let name = self.file.path.to_string();
-        let parquet_error = |source| RawError::Parquet {
-            file: name.clone(),
+        let batch = batch.map_err(|source| RawError::Arrow {
+            file: pass.file.clone(),
             source,
-        };
-        let builder = ParquetRecordBatchReaderBuilder::try_new(input).map_err(parquet_error)?;
-        check_parquet_schema(self.file.table, &name, builder.schema())?;
-        let mask = ProjectionMask::roots(builder.parquet_schema(), self.projection.iter().copied());
-        let reader = builder
-            .with_projection(mask)
-            .with_batch_size(super::csv::BATCH_ROWS)
-            .build()
-            .map_err(parquet_error)?;
-        let mut rows = 0u64;
-        for batch in reader {
-            let batch = batch
-                .and_then(|b| b.with_schema(Arc::clone(&self.schema)))
-                .map_err(|source| RawError::Arrow {
-                    file: name.clone(),
-                    source,
-                })?;
-            rows += batch.num_rows() as u64;
-            if self.tx.blocking_send(Ok(batch)).is_err() {
-                return Ok(None);
-            }
+        })?;
+        rows += batch.num_rows() as u64;
+        if tx.blocking_send(Ok(pass.output(batch)?)).is_err() {
+            return Ok(None);
         }
-        Ok(Some(rows))
     }
+    Ok(Some(rows))
 }
 
 /// Lists every column whose name or type differs from the contract.

@@ -4,10 +4,12 @@
 //! The steps, each of which must pass before the next starts:
 //!
 //! 1. locate the date's five raw files (and manifest);
-//! 2. check the input rules ([`quality`]) — parse errors surface here too;
-//! 3. compute `weekly_sales_inventory` with the one SQL file
+//! 2. compute `weekly_sales_inventory` with the one SQL file
 //!    `weekly_sales_inventory.sql` and stage it as Parquet in a local
-//!    scratch folder (streamed, never collected);
+//!    scratch folder (streamed, never collected). This is the one pass over
+//!    the big raw files: their scans parse and validate every field (parse
+//!    errors surface here) and gather the facts the checks need;
+//! 3. check the input rules ([`quality`]);
 //! 4. reconcile the staged output's sales totals with the input's;
 //! 5. publish the fact and the dimension snapshots ([`crate::lake`]).
 //!
@@ -16,19 +18,25 @@
 pub mod quality;
 pub mod raw_tables;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
 use datafusion::arrow::array::{Array, AsArray};
-use datafusion::arrow::datatypes::{Int32Type, Int64Type};
-use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
-use datafusion::dataframe::DataFrameWriteOptions;
+use datafusion::arrow::datatypes::{Date32Type, Decimal128Type, Int32Type, Int64Type};
+use datafusion::config::TableParquetOptions;
+use datafusion::datasource::file_format::format_as_file_type;
+use datafusion::datasource::file_format::parquet::ParquetFormatFactory;
 use datafusion::error::DataFusionError;
+use datafusion::logical_expr::LogicalPlanBuilder;
+use datafusion::physical_plan::collect;
+use datafusion::physical_plan::display::DisplayableExecutionPlan;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 
 use crate::config::Config;
 use crate::lake::{FactScope, Lake, LakeError, Publication, PublishReport};
+use crate::raw::facts::ScanFacts;
 use crate::raw::quarantine::Quarantine;
 use crate::raw::{RawError, RawSet};
 use crate::schema::{self, Table};
@@ -70,8 +78,6 @@ pub enum TransformError {
         "the transform needs more memory than `memory_limit_mb` allows ({0}); raise the limit or remove it"
     )]
     Memory(String),
-    #[error("cannot format a total: {0}")]
-    Format(#[from] datafusion::arrow::error::ArrowError),
     #[error("scratch folder: {0}")]
     Scratch(std::io::Error),
     #[error(transparent)]
@@ -134,24 +140,27 @@ pub async fn transform(
     let set = RawSet::locate(raw, date).await?;
     let ctx = crate::engine::session(config)?;
     let quarantine = Arc::new(Quarantine::new(config.error_budget));
-    // Parsed raw rows and the staged output live in `scratch` until the end
-    // of the publication.
+    let tables = raw_tables::register(&ctx, raw, &set, &quarantine)?;
+    // The staged output lives in `scratch` until the end of the publication.
     let scratch = tempfile::tempdir().map_err(TransformError::Scratch)?;
-    raw_tables::register(&ctx, raw, &set, &quarantine, scratch.path())?;
     let mut timings = Vec::new();
 
+    // One pass over the big files computes the output and, on the way,
+    // validates every field and gathers what the checks need.
     let started = Instant::now();
-    let (violations, rows_read) = quality::check(&ctx).await?;
+    tables.load_dimensions(&ctx).await?;
+    stage_weekly(&ctx, scratch.path()).await?;
+    tables.scan_the_rest(&ctx).await?;
+    timings.push(("compute", started.elapsed()));
+
+    let started = Instant::now();
+    let (violations, rows_read) = quality::check(&ctx, &tables).await?;
     if !violations.is_empty() {
         return Err(TransformError::Quality { date, violations });
     }
-    timings.push(("check", started.elapsed()));
-
-    let started = Instant::now();
-    stage_weekly(&ctx, scratch.path()).await?;
-    reconcile(&ctx, date).await?;
+    reconcile(&ctx, date, tables.facts(Table::Sales)?).await?;
     let (weeks, rows_written) = count_output(&ctx).await?;
-    timings.push(("compute", started.elapsed()));
+    timings.push(("check", started.elapsed()));
 
     let started = Instant::now();
     let fact = ctx.table("staged_weekly").await?;
@@ -216,10 +225,26 @@ async fn stage_weekly(ctx: &SessionContext, dir: &std::path::Path) -> Result<(),
     let staged = dir.join("weekly_sales_inventory");
     std::fs::create_dir_all(&staged).map_err(TransformError::Scratch)?;
     let staged_url = format!("{}/", staged.display());
-    ctx.sql(WEEKLY_SQL)
-        .await?
-        .write_parquet(&staged_url, DataFrameWriteOptions::new(), None)
-        .await?;
+    // The staged files live only until the lake commit has re-encoded them:
+    // light compression is enough.
+    let mut staging = TableParquetOptions::default();
+    staging.global.compression = Some("lz4_raw".to_string());
+    let format = Arc::new(ParquetFormatFactory::new_with_options(staging));
+    let query = ctx.sql(WEEKLY_SQL).await?.into_unoptimized_plan();
+    let write = LogicalPlanBuilder::copy_to(
+        query,
+        staged_url.clone(),
+        format_as_file_type(format),
+        HashMap::new(),
+        Vec::new(),
+    )?
+    .build()?;
+    let plan = ctx.state().create_physical_plan(&write).await?;
+    collect(Arc::clone(&plan), ctx.task_ctx()).await?;
+    tracing::debug!(
+        "the metric query as run, with its metrics:\n{}",
+        DisplayableExecutionPlan::with_metrics(plan.as_ref()).indent(true)
+    );
     let fact_schema = schema::fact_schema();
     let options = ParquetReadOptions::default().schema(&fact_schema);
     ctx.register_parquet("staged_weekly", &staged_url, options)
@@ -228,50 +253,75 @@ async fn stage_weekly(ctx: &SessionContext, dir: &std::path::Path) -> Result<(),
 }
 
 /// Contract section 4: SUM(total_sales_amt) and SUM(total_sales_qty) over
-/// the output weeks equal the same sums over the input rows of those weeks.
-async fn reconcile(ctx: &SessionContext, date: NaiveDate) -> Result<(), TransformError> {
-    let output = decimal_pair(
-        ctx,
-        "SELECT SUM(total_sales_amt), SUM(total_sales_qty) FROM staged_weekly",
-    )
-    .await?;
-    let input = decimal_pair(
-        ctx,
-        "SELECT SUM(s.sales_amt), SUM(s.sales_qty)
-         FROM sales s
-         WHERE s.trans_dt IN (SELECT w.cal_dt FROM calendar w
-                              JOIN (SELECT DISTINCT yr_num, wk_num FROM staged_weekly) o
-                                ON o.yr_num = w.yr_num AND o.wk_num = w.wk_num)",
-    )
-    .await?;
+/// the output weeks equal the same sums over the input rows of those weeks
+/// (per date, from the scan of the sales file).
+async fn reconcile(
+    ctx: &SessionContext,
+    date: NaiveDate,
+    sales: &ScanFacts,
+) -> Result<(), TransformError> {
+    let sums = schema::RECONCILED
+        .map(|(_, output)| format!("SUM({output})"))
+        .join(", ");
+    let output = decimal_sums(ctx, &format!("SELECT {sums} FROM staged_weekly")).await?;
+    let dates = ctx
+        .sql(
+            "SELECT c.cal_dt FROM calendar c
+             JOIN (SELECT DISTINCT yr_num, wk_num FROM staged_weekly) o
+               ON o.yr_num = c.yr_num AND o.wk_num = c.wk_num",
+        )
+        .await?
+        .collect()
+        .await?;
+    let mut input = [0i128; 2];
+    for batch in &dates {
+        for day in batch
+            .column(0)
+            .as_primitive::<Date32Type>()
+            .iter()
+            .flatten()
+        {
+            if let Some(totals) = sales.dates.get(&day) {
+                input[0] += totals.sums[0];
+                input[1] += totals.sums[1];
+            }
+        }
+    }
     if output != input {
         return Err(TransformError::Reconciliation {
             date,
-            output_amt: output.0,
-            input_amt: input.0,
-            output_qty: output.1,
-            input_qty: input.1,
+            output_amt: money(output[0]),
+            input_amt: money(input[0]),
+            output_qty: money(output[1]),
+            input_qty: money(input[1]),
         });
     }
     Ok(())
 }
 
-/// Two DECIMAL sums, formatted exactly (NULL, i.e. no rows, is 0).
-async fn decimal_pair(ctx: &SessionContext, sql: &str) -> Result<(String, String), TransformError> {
+/// The two DECIMAL sums of `sql`'s single row, as scaled integers (NULL,
+/// i.e. no rows, is 0).
+async fn decimal_sums(ctx: &SessionContext, sql: &str) -> Result<[i128; 2], TransformError> {
     let batches = ctx.sql(sql).await?.collect().await?;
-    let batch = batches
-        .iter()
-        .find(|b| b.num_rows() > 0)
-        .ok_or_else(|| DataFusionError::Internal(format!("no result for {sql}")))?;
-    let text = |i: usize| {
-        let column = batch.column(i);
-        if column.is_null(0) {
-            return Ok("0".to_string());
+    let mut sums = [0; 2];
+    if let Some(batch) = batches.iter().find(|b| b.num_rows() > 0) {
+        for (i, sum) in sums.iter_mut().enumerate() {
+            let column = batch.column(i).as_primitive::<Decimal128Type>();
+            *sum = if column.is_null(0) {
+                0
+            } else {
+                column.value(0)
+            };
         }
-        ArrayFormatter::try_new(column.as_ref(), &FormatOptions::default())
-            .map(|f| f.value(0).to_string())
-    };
-    Ok((text(0)?, text(1)?))
+    }
+    Ok(sums)
+}
+
+/// A DECIMAL(38,2) value as text, e.g. `-12.50`.
+fn money(cents: i128) -> String {
+    let sign = if cents < 0 { "-" } else { "" };
+    let cents = cents.unsigned_abs();
+    format!("{sign}{}.{:02}", cents / 100, cents % 100)
 }
 
 async fn count_output(ctx: &SessionContext) -> Result<(u64, u64), TransformError> {
@@ -335,6 +385,7 @@ impl std::fmt::Display for TransformReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::raw::facts::DateTotals;
 
     /// The reconciliation catches an output whose totals differ from the
     /// input's, e.g. a join that dropped or doubled a day.
@@ -343,18 +394,24 @@ mod tests {
         let ctx = SessionContext::new();
         for sql in [
             "CREATE TABLE calendar AS SELECT DATE '2026-01-05' AS cal_dt, 2026 AS yr_num, 2 AS wk_num",
-            "CREATE TABLE sales AS SELECT * FROM (VALUES
-                (DATE '2026-01-05', CAST(10.00 AS DECIMAL(38,2)), CAST(2.00 AS DECIMAL(38,2))),
-                (DATE '2026-01-05', CAST(5.50 AS DECIMAL(38,2)), CAST(1.00 AS DECIMAL(38,2))))
-             AS t(trans_dt, sales_amt, sales_qty)",
             "CREATE TABLE staged_weekly AS SELECT 2026 AS yr_num, 2 AS wk_num,
                 CAST(10.00 AS DECIMAL(38,2)) AS total_sales_amt,
                 CAST(2.00 AS DECIMAL(38,2)) AS total_sales_qty",
         ] {
             ctx.sql(sql).await.unwrap().collect().await.unwrap();
         }
+        let day = crate::raw::csv::days_since_epoch(NaiveDate::from_ymd_opt(2026, 1, 5).unwrap());
+        // Two sales rows that day: 10.00 + 5.50 for 2 + 1 units.
+        let totals = DateTotals {
+            rows: 2,
+            sums: vec![1550, 300],
+        };
+        let sales = ScanFacts {
+            dates: [(day, totals)].into(),
+            ..ScanFacts::default()
+        };
         let date = NaiveDate::from_ymd_opt(2026, 1, 10).unwrap();
-        let message = reconcile(&ctx, date).await.unwrap_err().to_string();
+        let message = reconcile(&ctx, date, &sales).await.unwrap_err().to_string();
         assert!(
             message.contains(
                 "output totals (amt 10.00, qty 2.00) differ from input totals (amt 15.50, qty 3.00)"
@@ -369,6 +426,13 @@ mod tests {
             .collect()
             .await
             .unwrap();
-        reconcile(&ctx, date).await.unwrap();
+        reconcile(&ctx, date, &sales).await.unwrap();
+    }
+
+    #[test]
+    fn money_formats_cents() {
+        assert_eq!(money(-1250), "-12.50");
+        assert_eq!(money(7), "0.07");
+        assert_eq!(money(0), "0.00");
     }
 }

@@ -1,19 +1,25 @@
 //! The data-quality rules of contract section 4 that look at the input
-//! tables, run as SQL before anything is computed or published.
+//! tables, checked before anything is published.
 //!
-//! Every rule is checked and every violation reported at once, each naming
-//! the table, the column or key, the count and up to five examples.
+//! Most rules are answered by what the scans of the raw files gathered on
+//! the way ([`ScanFacts`]): NULL keys, dates and, for files in key order,
+//! the uniqueness of the key. What the facts cannot settle (a unique key
+//! out of order, the calendar's weeks) runs as SQL. Every rule is checked
+//! and every violation reported at once, each naming the table, the column
+//! or key, the count and up to five examples.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
-use datafusion::arrow::array::{Array, AsArray, RecordBatch};
-use datafusion::arrow::datatypes::Int64Type;
+use datafusion::arrow::array::Array;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::error::Result;
 use datafusion::prelude::SessionContext;
-use futures::FutureExt;
 use futures::future::try_join_all;
 
+use super::raw_tables::RawTables;
+use crate::raw::csv::date_from_days;
+use crate::raw::facts::{DateTotals, ScanFacts};
 use crate::schema::Table;
 
 /// Examples shown per violated rule.
@@ -34,78 +40,92 @@ impl fmt::Display for Violation {
     }
 }
 
-/// Rows read per input table, counted while checking.
+/// Rows read per input table.
 pub type RowCounts = Vec<(Table, u64)>;
 
-/// Runs every input rule; returns the violations (empty when the input is
-/// good) and the rows of each table.
-///
-/// Two rounds of concurrent queries: first the NULL-key counts, one scan per
-/// table, which also parse and validate every field of every raw file; then
-/// the rules that need only a few columns, which the raw reader then decodes
-/// alone.
-pub async fn check(ctx: &SessionContext) -> Result<(Vec<Violation>, RowCounts)> {
-    let started = std::time::Instant::now();
-    let null_checks = Table::ALL.map(|table| null_keys(ctx, table));
+/// Runs every input rule over raw files that were all read in full;
+/// returns the violations (empty when the input is good) and the rows of
+/// each table.
+pub async fn check(ctx: &SessionContext, raw: &RawTables) -> Result<(Vec<Violation>, RowCounts)> {
     let mut violations = Vec::new();
     let mut counts = Vec::new();
-    for (table, result) in Table::ALL.into_iter().zip(try_join_all(null_checks).await?) {
-        let (rows, nulls) = result;
-        counts.push((table, rows));
-        violations.extend(nulls);
+    for table in Table::ALL {
+        let facts = raw.facts(table)?;
+        counts.push((table, facts.rows));
+        violations.extend(null_keys(table, facts));
     }
-    tracing::info!(elapsed = ?started.elapsed(), "checked NULL keys and parsed every raw field");
-
-    let started = std::time::Instant::now();
-    let rules = [
-        duplicates(
-            ctx,
-            "duplicate cal_dt in calendar",
-            Table::Calendar,
-            "cal_dt",
-        )
-        .boxed(),
-        duplicates(ctx, "duplicate trans_id", Table::Sales, "trans_id").boxed(),
-        duplicates(
-            ctx,
-            "duplicate inventory key",
-            Table::Inventory,
-            "cal_dt, store_key, prod_key",
-        )
-        .boxed(),
-        calendar_week_nulls(ctx).boxed(),
-        dates_missing_from_calendar(ctx, Table::Sales, "trans_dt").boxed(),
-        dates_missing_from_calendar(ctx, Table::Inventory, "cal_dt").boxed(),
-    ];
-    violations.extend(try_join_all(rules).await?.into_iter().flatten());
-    tracing::info!(elapsed = ?started.elapsed(), "checked keys and calendar dates");
+    let calendar = &raw.facts(Table::Calendar)?.dates;
+    for table in [Table::Sales, Table::Inventory] {
+        violations.extend(dates_missing_from_calendar(
+            table,
+            raw.facts(table)?,
+            calendar,
+        ));
+    }
+    let duplicate_rules = [
+        (Table::Calendar, "duplicate cal_dt in calendar"),
+        (Table::Sales, "duplicate trans_id"),
+        (Table::Inventory, "duplicate inventory key"),
+    ]
+    .into_iter()
+    .filter(|(table, _)| raw.facts(*table).is_ok_and(|f| !f.unique_key_ascending))
+    .map(|(table, rule)| duplicates(ctx, rule, table));
+    violations.extend(try_join_all(duplicate_rules).await?.into_iter().flatten());
+    violations.extend(calendar_week_nulls(ctx).await?);
     Ok((violations, counts))
 }
 
-/// Counts rows and NULLs in each key column of `table`.
-async fn null_keys(ctx: &SessionContext, table: Table) -> Result<(u64, Vec<Violation>)> {
-    let keys: Vec<&str> = table.key_columns().collect();
-    let counts: Vec<String> = keys
+/// A violation per key column of `table` with NULLs.
+fn null_keys(table: Table, facts: &ScanFacts) -> Vec<Violation> {
+    facts
+        .null_keys
         .iter()
-        .map(|k| format!("count(*) FILTER (WHERE {k} IS NULL)"))
-        .collect();
-    let sql = format!("SELECT count(*), {} FROM {table}", counts.join(", "));
-    let batch = single_row(ctx, &sql).await?;
-    let value = |i: usize| batch.column(i).as_primitive::<Int64Type>().value(0) as u64;
-    let violations = keys
-        .iter()
-        .enumerate()
-        .filter(|&(i, _)| value(i + 1) > 0)
-        .map(|(i, key)| Violation {
+        .filter(|(_, nulls)| *nulls > 0)
+        .map(|(key, nulls)| Violation {
             rule: "NULL in a key column",
             detail: format!(
-                "table {table}, column {key}: {} of {} rows are NULL",
-                value(i + 1),
-                value(0)
+                "table {table}, column {key}: {nulls} of {} rows are NULL",
+                facts.rows
             ),
         })
+        .collect()
+}
+
+/// Dates of `table` that the calendar lacks.
+fn dates_missing_from_calendar(
+    table: Table,
+    facts: &ScanFacts,
+    calendar: &BTreeMap<i32, DateTotals>,
+) -> Option<Violation> {
+    let missing: Vec<(i32, u64)> = facts
+        .dates
+        .iter()
+        .filter(|(date, _)| !calendar.contains_key(date))
+        .map(|(date, totals)| (*date, totals.rows))
         .collect();
-    Ok((value(0), violations))
+    if missing.is_empty() {
+        return None;
+    }
+    let rows: u64 = missing.iter().map(|(_, rows)| rows).sum();
+    let examples: Vec<String> = missing
+        .iter()
+        .take(EXAMPLES)
+        .map(|&(date, n)| with_count(date_from_days(date).to_string(), n))
+        .collect();
+    Some(Violation {
+        rule: "date missing from calendar",
+        detail: format!(
+            "table {table}, column {}: {rows} rows on {} distinct dates not in calendar, e.g. {}; add the dates to the calendar",
+            table.date_column().unwrap_or_default(),
+            missing.len(),
+            examples.join("; ")
+        ),
+    })
+}
+
+/// An example key, with its number of rows when more than one.
+fn with_count(key: String, n: u64) -> String {
+    if n > 1 { format!("{key} ×{n}") } else { key }
 }
 
 /// Keys of `table` that occur more than once.
@@ -113,11 +133,11 @@ async fn duplicates(
     ctx: &SessionContext,
     rule: &'static str,
     table: Table,
-    key: &str,
 ) -> Result<Option<Violation>> {
+    let key = table.unique_key().join(", ");
     let offending =
         format!("SELECT {key}, count(*) AS n FROM {table} GROUP BY {key} HAVING count(*) > 1");
-    let found = Finding::query(ctx, &offending, key).await?;
+    let found = Finding::query(ctx, &offending, &key).await?;
     Ok(found.map(|f| Violation {
         rule,
         detail: format!(
@@ -137,30 +157,6 @@ async fn calendar_week_nulls(ctx: &SessionContext) -> Result<Option<Violation>> 
         detail: format!(
             "table calendar: {} rows have no yr_num or wk_num, e.g. cal_dt {}",
             f.rows,
-            f.examples.join("; ")
-        ),
-    }))
-}
-
-async fn dates_missing_from_calendar(
-    ctx: &SessionContext,
-    table: Table,
-    column: &str,
-) -> Result<Option<Violation>> {
-    let offending = format!(
-        "SELECT d.dt, d.n
-         FROM (SELECT {column} AS dt, count(*) AS n FROM {table}
-               WHERE {column} IS NOT NULL GROUP BY {column}) d
-         LEFT JOIN (SELECT DISTINCT cal_dt FROM calendar) c ON c.cal_dt = d.dt
-         WHERE c.cal_dt IS NULL"
-    );
-    let found = Finding::query(ctx, &offending, "dt").await?;
-    Ok(found.map(|f| Violation {
-        rule: "date missing from calendar",
-        detail: format!(
-            "table {table}, column {column}: {} rows on {} distinct dates not in calendar, e.g. {}; add the dates to the calendar",
-            f.rows,
-            f.groups,
             f.examples.join("; ")
         ),
     }))
@@ -195,9 +191,7 @@ impl Finding {
             for row in 0..batch.num_rows() {
                 let key = format_key(&batch.columns()[..width - 3], row);
                 let n = int(width - 3, row);
-                found
-                    .examples
-                    .push(if n > 1 { format!("{key} ×{n}") } else { key });
+                found.examples.push(with_count(key, n));
             }
         }
         Ok(finding)
@@ -227,15 +221,4 @@ fn format_key(columns: &[datafusion::arrow::array::ArrayRef], row: usize) -> Str
         [one] => one.clone(),
         many => format!("({})", many.join(", ")),
     }
-}
-
-async fn single_row(ctx: &SessionContext, sql: &str) -> Result<RecordBatch> {
-    let batches = ctx.sql(sql).await?.collect().await?;
-    let schema = batches
-        .first()
-        .map(|b| b.schema())
-        .unwrap_or_else(|| std::sync::Arc::new(datafusion::arrow::datatypes::Schema::empty()));
-    Ok(datafusion::arrow::compute::concat_batches(
-        &schema, &batches,
-    )?)
 }

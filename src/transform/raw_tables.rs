@@ -1,20 +1,18 @@
 //! The day's raw files as DataFusion tables named after the contract tables.
 //!
-//! Each file is one streaming partition, so nothing is held in memory
-//! between queries. The first complete scan of a CSV file parses every field
-//! (a bad value anywhere fails the run), verifies the file against the
-//! manifest, and keeps the parsed rows as Arrow IPC in the transform's
-//! scratch folder; later scans read only the columns they need from there,
-//! without decompressing or parsing again. Parquet files are read in place,
-//! projected.
+//! Each scan streams (nothing is held in memory between queries), a CSV
+//! file in as many partitions as the session's target partitions. The first complete scan of a file parses every field (a
+//! bad value anywhere fails the run), verifies the file against the
+//! manifest and gathers its [`ScanFacts`]; later scans decode only the
+//! columns they need. Parquet files are read in place, projected.
 
-use std::path::Path;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::datasource::TableType;
+use datafusion::datasource::{MemTable, TableType};
 use datafusion::error::Result;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::Expr;
@@ -23,30 +21,87 @@ use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
 use datafusion::prelude::SessionContext;
 
 use crate::raw::RawSet;
+use crate::raw::facts::ScanFacts;
 use crate::raw::quarantine::Quarantine;
-use crate::raw::reader::RawSource;
+use crate::raw::reader::{RawSource, Scan};
+use crate::schema::Table;
 use crate::storage::Location;
 
+/// The registered raw files, to ask what their scans found.
+pub struct RawTables {
+    sources: BTreeMap<Table, RawSource>,
+}
+
 /// Registers the five raw files of `set` as tables `store`, `product`,
-/// `calendar`, `sales` and `inventory`; parsed rows are cached in `scratch`.
+/// `calendar`, `sales` and `inventory`.
 pub fn register(
     ctx: &SessionContext,
     raw: &Location,
     set: &RawSet,
     quarantine: &Arc<Quarantine>,
-    scratch: &Path,
-) -> Result<()> {
+) -> Result<RawTables> {
+    let mut sources = BTreeMap::new();
     for file in set.files.values() {
         let source = RawSource::new(
             raw.clone(),
             file.clone(),
             set.manifest_entry(file.table).cloned(),
             Arc::clone(quarantine),
-        )
-        .with_cache_in(scratch);
-        ctx.register_table(file.table.name(), Arc::new(RawTable { source }))?;
+        );
+        ctx.register_table(
+            file.table.name(),
+            Arc::new(RawTable {
+                source: source.clone(),
+            }),
+        )?;
+        sources.insert(file.table, source);
     }
-    Ok(())
+    Ok(RawTables { sources })
+}
+
+impl RawTables {
+    /// Reads each dimension file in full (validating it) and registers it
+    /// again as an in-memory table. Dimensions are small; in memory they
+    /// carry exact statistics, so the engine builds its joins on them
+    /// instead of on the big side.
+    pub async fn load_dimensions(&self, ctx: &SessionContext) -> Result<()> {
+        for table in Table::DIMENSIONS {
+            let batches = ctx.table(table.name()).await?.collect().await?;
+            let memory = MemTable::try_new(table.arrow_schema(), vec![batches])?;
+            ctx.deregister_table(table.name())?;
+            ctx.register_table(table.name(), Arc::new(memory))?;
+        }
+        Ok(())
+    }
+
+    /// Scans, in full and concurrently, every file no query has read in full
+    /// yet, so that each is validated and has its facts.
+    pub async fn scan_the_rest(&self, ctx: &SessionContext) -> Result<()> {
+        let unread = self
+            .sources
+            .iter()
+            .filter(|(_, source)| source.facts().is_none())
+            .map(|(table, _)| async move {
+                ctx.sql(&format!("SELECT count(*) FROM {table}"))
+                    .await?
+                    .collect()
+                    .await
+            });
+        futures::future::try_join_all(unread).await?;
+        Ok(())
+    }
+
+    /// The facts of `table`'s file (call [`RawTables::scan_the_rest`] first).
+    pub fn facts(&self, table: Table) -> Result<&ScanFacts> {
+        self.sources
+            .get(&table)
+            .and_then(RawSource::facts)
+            .ok_or_else(|| {
+                datafusion::error::DataFusionError::Internal(format!(
+                    "raw table {table} was not read in full before its facts were asked"
+                ))
+            })
+    }
 }
 
 /// A raw file as a table.
@@ -67,46 +122,40 @@ impl TableProvider for RawTable {
 
     async fn scan(
         &self,
-        _state: &dyn Session,
+        state: &dyn Session,
         projection: Option<&Vec<usize>>,
         _filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let schema = match projection {
-            Some(projection) => Arc::new(self.schema().project(projection)?),
-            None => self.schema(),
-        };
-        let partition = RawPartition {
-            source: self.source.clone(),
-            projection: projection.cloned(),
-            schema: Arc::clone(&schema),
-        };
-        let exec = StreamingTableExec::try_new(
-            schema,
-            vec![Arc::new(partition)],
-            None,
-            Vec::new(),
-            false,
-            limit,
-        )?;
+        let partitions = state.config().target_partitions();
+        let scan = Arc::new(self.source.scan(projection.cloned(), partitions));
+        let streams: Vec<Arc<dyn PartitionStream>> = (0..scan.partitions())
+            .map(|partition| {
+                Arc::new(RawPartition {
+                    scan: Arc::clone(&scan),
+                    partition,
+                }) as Arc<dyn PartitionStream>
+            })
+            .collect();
+        let schema = Arc::clone(scan.schema());
+        let exec = StreamingTableExec::try_new(schema, streams, None, Vec::new(), false, limit)?;
         Ok(Arc::new(exec))
     }
 }
 
-/// One scan of a raw file, decoding the projected columns.
+/// One partition of a scan of a raw file.
 #[derive(Debug)]
 struct RawPartition {
-    source: RawSource,
-    projection: Option<Vec<usize>>,
-    schema: SchemaRef,
+    scan: Arc<Scan>,
+    partition: usize,
 }
 
 impl PartitionStream for RawPartition {
     fn schema(&self) -> &SchemaRef {
-        &self.schema
+        self.scan.schema()
     }
 
     fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        self.source.open(self.projection.clone())
+        self.scan.open(self.partition)
     }
 }

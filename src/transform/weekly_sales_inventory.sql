@@ -55,7 +55,8 @@ week_month AS (
 ),
 
 -- §3.1 steps 3 and 4: the calendar decides the week; aggregate per week,
--- store and product.
+-- store and product. (The small calendar comes first: the engine builds
+-- its hash table on the join's left side.)
 weekly AS (
     SELECT c.yr_num,
            c.wk_num,
@@ -80,8 +81,8 @@ weekly AS (
                     ELSE 0.0 END)                   AS potential_low_stock_impact,
            -- Sales made while flagged out of stock.
            SUM(CASE WHEN d.oos = 1 THEN d.amt ELSE 0 END) AS no_stock_impact
-    FROM daily d
-    JOIN calendar c ON c.cal_dt = d.dt
+    FROM calendar c
+    JOIN daily d ON d.dt = c.cal_dt
     GROUP BY c.yr_num, c.wk_num, d.store_key, d.prod_key
 )
 
