@@ -1,9 +1,11 @@
 """The contract's job (DATA_CONTRACT.md sections 3.1 and 4) written for DuckDB:
-raw csv.gz files with explicit schemas in, Hive-partitioned zstd Parquet out.
+raw csv.gz (explicit schemas) or Parquet files in, Hive-partitioned zstd
+Parquet out.
 
     python3 bench/peers/duckdb_weekly.py RAW_DIR DATE OUT_DIR
 """
 
+import os
 import sys
 
 import duckdb
@@ -59,14 +61,16 @@ daily AS (
       ON s.dt = i.cal_dt AND s.store_key = i.store_key AND s.prod_key = i.prod_key
 ),
 week_month AS (
-    SELECT yr_num, wk_num, arg_max(mnth_num, cal_dt) AS mnth_num FROM calendar GROUP BY ALL
+    SELECT yr_num, wk_num, arg_max_null(mnth_num, cal_dt) AS mnth_num FROM calendar GROUP BY ALL
 ),
 weekly AS (
     SELECT c.yr_num, c.wk_num, d.store_key, d.prod_key,
            SUM(d.qty) AS total_sales_qty, SUM(d.amt) AS total_sales_amt, SUM(d.cost) AS total_cost_amt,
            COUNT(d.inv_dt) AS inventory_days, MAX(d.inv_dt) AS eow_date,
-           arg_max(d.on_hand, d.inv_dt) AS stock_on_hand_qty,
-           arg_max(d.on_order, d.inv_dt) AS stock_on_order_qty,
+           -- arg_max_null: the snapshot at eow_date even when its value is NULL
+           -- (arg_max would skip it and take an earlier day's value).
+           arg_max_null(d.on_hand, d.inv_dt) AS stock_on_hand_qty,
+           arg_max_null(d.on_order, d.inv_dt) AS stock_on_order_qty,
            SUM(d.oos) AS no_stock_instances, SUM(d.low) AS low_stock_instances,
            SUM(CASE WHEN d.low = 1 AND d.qty > 0
                     THEN CAST(d.amt * (d.qty - d.on_hand) AS DOUBLE) / CAST(d.qty AS DOUBLE)
@@ -100,12 +104,13 @@ FROM weekly w JOIN week_month m USING (yr_num, wk_num)
 def main(raw, date, out):
     con = duckdb.connect()
     for table, columns in SCHEMAS.items():
-        path = f"{raw}/{table}/{table}_{date}.csv.gz"
-        spec = ", ".join(f"'{name}': '{kind}'" for name, kind in columns.items())
-        con.execute(
-            f"CREATE TABLE {table} AS SELECT * FROM read_csv('{path}', header = true, "
-            f"auto_detect = false, columns = {{{spec}}})"
-        )
+        path = f"{raw}/{table}/{table}_{date}"
+        if os.path.exists(f"{path}.parquet"):
+            source = f"read_parquet('{path}.parquet')"
+        else:
+            spec = ", ".join(f"'{name}': '{kind}'" for name, kind in columns.items())
+            source = f"read_csv('{path}.csv.gz', header = true, auto_detect = false, columns = {{{spec}}})"
+        con.execute(f"CREATE TABLE {table} AS SELECT * FROM {source}")
     failures = [rule for rule, sql in CHECKS.items() if con.execute(sql).fetchone()[0] > 0]
     if failures:
         sys.exit(f"data quality check failed: {', '.join(failures)}")

@@ -104,10 +104,12 @@ impl<R: Read> CsvDecoder<R> {
             self.header_checked = true;
         }
         let mut builder = BatchBuilder::projected(self.table, BATCH_ROWS, &self.projection);
+        // One row's values, reused from row to row.
+        let mut spare: Vec<Value<'static>> = Vec::with_capacity(self.parse.len());
         while builder.len() < BATCH_ROWS && self.read_record()? {
             self.rows += 1;
             let line = self.line();
-            let mut cells = Vec::with_capacity(self.parse.len());
+            let mut cells = recycle(spare);
             match parse_row(self.table, &self.record, &self.parse, &mut cells) {
                 Ok(()) => builder.push_projected(&cells, &self.projection),
                 Err(problem) => {
@@ -127,6 +129,7 @@ impl<R: Read> CsvDecoder<R> {
                     self.quarantine.admit(bad)?;
                 }
             }
+            spare = recycle(cells);
         }
         Ok((!builder.is_empty()).then(|| builder.finish()))
     }
@@ -195,6 +198,13 @@ struct RowProblem {
     message: String,
 }
 
+/// An empty vector with the allocation of `cells`, for values borrowing
+/// another record (the collect reuses the buffer in place).
+fn recycle<'b>(mut cells: Vec<Value<'_>>) -> Vec<Value<'b>> {
+    cells.clear();
+    cells.into_iter().map(|_| Value::Null).collect()
+}
+
 /// Parses the fields marked in `parse` into `cells`, one per column (NULL
 /// for the fields not parsed).
 fn parse_row<'a>(
@@ -248,12 +258,23 @@ fn parse_field(kind: Kind, field: &[u8]) -> Result<Value<'_>, String> {
 }
 
 fn parse_int(field: &[u8], min: i64, max: i64) -> Result<i64, String> {
-    let text = std::str::from_utf8(field).map_err(|_| "not a number".to_string())?;
-    let value: i64 = text.parse().map_err(|_| "not an integer".to_string())?;
-    if value < min || value > max {
-        return Err(format!("out of range {min}..={max}"));
+    let (negative, digits) = match field.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        Some((b'+', rest)) => (false, rest),
+        _ => (false, field),
+    };
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return Err("not an integer".to_string());
     }
-    Ok(value)
+    // Accumulated negatively, so that i64::MIN fits.
+    let value = digits
+        .iter()
+        .try_fold(0i64, |n, &b| n.checked_mul(10)?.checked_sub(i64::from(b - b'0')))
+        .and_then(|n| if negative { Some(n) } else { n.checked_neg() });
+    match value {
+        Some(value) if (min..=max).contains(&value) => Ok(value),
+        _ => Err(format!("out of range {min}..={max}")),
+    }
 }
 
 /// Parses `-?digits[.digits]` exactly into an integer scaled by `scale`.
@@ -285,10 +306,14 @@ pub fn parse_decimal(field: &[u8], precision: u8, scale: i8) -> Result<i128, Str
             usize::from(precision) - scale
         ));
     }
-    let mut value: i128 = 0;
-    for &b in int_part.iter().chain(frac_part) {
-        value = value * 10 + i128::from(b - b'0');
-    }
+    // Up to 18 digits fit in a u64, which is much cheaper than an i128.
+    let mut value: i128 = if int_part.len() + frac_part.len() <= 18 {
+        let digits = int_part.iter().chain(frac_part);
+        digits.fold(0u64, |n, &b| n * 10 + u64::from(b - b'0')).into()
+    } else {
+        let digits = int_part.iter().chain(frac_part);
+        digits.fold(0i128, |n, &b| n * 10 + i128::from(b - b'0'))
+    };
     value *= 10i128.pow((scale - frac_part.len()) as u32);
     Ok(if negative { -value } else { value })
 }
@@ -419,6 +444,10 @@ mod tests {
             assert!(parse_decimal(bad.as_bytes(), 38, 2).is_err(), "{bad}");
         }
         assert!(parse_decimal(b"12345678901234567", 19, 3).is_err());
+        assert_eq!(
+            parse_decimal(b"-123456789012345678901.25", 38, 2),
+            Ok(-12345678901234567890125)
+        );
     }
 
     #[test]
@@ -494,6 +523,18 @@ mod tests {
             written,
             format!("{INVENTORY_HEADER}2026-01-09,1,101,-3.50,,2,0.00,true,2026-01-12\n")
         );
+    }
+
+    #[test]
+    fn integers_parse_strictly_within_range() {
+        assert_eq!(parse_int(b"-42", -100, 100), Ok(-42));
+        assert_eq!(parse_int(b"+7", 0, 10), Ok(7));
+        assert_eq!(parse_int(b"-9223372036854775808", i64::MIN, i64::MAX), Ok(i64::MIN));
+        assert!(parse_int(b"9223372036854775808", i64::MIN, i64::MAX).is_err());
+        assert!(parse_int(b"2147483648", i32::MIN.into(), i32::MAX.into()).is_err());
+        for bad in ["", "-", "1.0", "12a", " 1"] {
+            assert!(parse_int(bad.as_bytes(), i64::MIN, i64::MAX).is_err(), "{bad}");
+        }
     }
 
     #[test]
