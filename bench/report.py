@@ -137,8 +137,12 @@ def results():
     dirty = subprocess.run(
         ["git", "status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock"], capture_output=True, text=True
     ).stdout.strip()
-    rounds = "1 round" if env["REPS"] == "1" else f"{env['REPS']} rounds"
-    knobs = f'SFS="{env["SFS"]}" REPS={env["REPS"]} PEERS="{env["PEERS"]}" FORMATS="{env["FORMATS"]}"'
+    reps = env["REPS"].split()
+    if len(reps) == 1:
+        rounds = "1 round" if reps[0] == "1" else f"{reps[0]} rounds"
+    else:
+        rounds = "rounds (" + ", ".join(f"{r} at SF {sf}" for sf, r in zip(sfs, reps)) + ")"
+    knobs = f'SFS="{env["SFS"]}" REPS="{env["REPS"]}" PEERS="{env["PEERS"]}" FORMATS="{env["FORMATS"]}"'
     out = [
         "# shelfline benchmark: transform against peers",
         "",

@@ -269,7 +269,9 @@ fn parse_int(field: &[u8], min: i64, max: i64) -> Result<i64, String> {
     // Accumulated negatively, so that i64::MIN fits.
     let value = digits
         .iter()
-        .try_fold(0i64, |n, &b| n.checked_mul(10)?.checked_sub(i64::from(b - b'0')))
+        .try_fold(0i64, |n, &b| {
+            n.checked_mul(10)?.checked_sub(i64::from(b - b'0'))
+        })
         .and_then(|n| if negative { Some(n) } else { n.checked_neg() });
     match value {
         Some(value) if (min..=max).contains(&value) => Ok(value),
@@ -309,7 +311,9 @@ pub fn parse_decimal(field: &[u8], precision: u8, scale: i8) -> Result<i128, Str
     // Up to 18 digits fit in a u64, which is much cheaper than an i128.
     let mut value: i128 = if int_part.len() + frac_part.len() <= 18 {
         let digits = int_part.iter().chain(frac_part);
-        digits.fold(0u64, |n, &b| n * 10 + u64::from(b - b'0')).into()
+        digits
+            .fold(0u64, |n, &b| n * 10 + u64::from(b - b'0'))
+            .into()
     } else {
         let digits = int_part.iter().chain(frac_part);
         digits.fold(0i128, |n, &b| n * 10 + i128::from(b - b'0'))
@@ -529,11 +533,17 @@ mod tests {
     fn integers_parse_strictly_within_range() {
         assert_eq!(parse_int(b"-42", -100, 100), Ok(-42));
         assert_eq!(parse_int(b"+7", 0, 10), Ok(7));
-        assert_eq!(parse_int(b"-9223372036854775808", i64::MIN, i64::MAX), Ok(i64::MIN));
+        assert_eq!(
+            parse_int(b"-9223372036854775808", i64::MIN, i64::MAX),
+            Ok(i64::MIN)
+        );
         assert!(parse_int(b"9223372036854775808", i64::MIN, i64::MAX).is_err());
         assert!(parse_int(b"2147483648", i32::MIN.into(), i32::MAX.into()).is_err());
         for bad in ["", "-", "1.0", "12a", " 1"] {
-            assert!(parse_int(bad.as_bytes(), i64::MIN, i64::MAX).is_err(), "{bad}");
+            assert!(
+                parse_int(bad.as_bytes(), i64::MIN, i64::MAX).is_err(),
+                "{bad}"
+            );
         }
     }
 

@@ -2,7 +2,7 @@
 //! input rules of contract section 4 and the reconciliation need no second
 //! pass over the big files.
 //!
-//! The reader hands every parsed batch (all columns) to a [`FactsBuilder`]:
+//! The reader hands every parsed batch to a [`FactsBuilder`]:
 //!
 //! - NULLs per key column ("NULL in a key column");
 //! - whether the table's unique key was strictly ascending in file order.
@@ -100,11 +100,28 @@ impl FactsBuilder {
         FactsBuilder { table, facts }
     }
 
-    /// Takes in the next batch of the file, with all the table's columns.
+    /// The columns (indices in contract order) a batch must hold for
+    /// [`FactsBuilder::observe`].
+    pub fn columns(table: Table) -> Vec<usize> {
+        let mut names: Vec<&str> = table.key_columns().collect();
+        names.extend(table.unique_key());
+        names.extend(table.date_column());
+        names.extend(table.reconciled_columns());
+        let mut indices: Vec<usize> = names
+            .into_iter()
+            .filter_map(|name| table.column_index(name))
+            .collect();
+        indices.sort_unstable();
+        indices.dedup();
+        indices
+    }
+
+    /// Takes in the next batch of the file, with at least the columns of
+    /// [`FactsBuilder::columns`].
     pub fn observe(&mut self, batch: &RecordBatch) {
         self.facts.rows += batch.num_rows() as u64;
         for (name, nulls) in &mut self.facts.null_keys {
-            *nulls += column(self.table, batch, name).null_count() as u64;
+            *nulls += column(batch, name).null_count() as u64;
         }
         if self.facts.unique_key_ascending {
             self.facts.unique_key_ascending = self.keys_ascend(batch);
@@ -124,7 +141,7 @@ impl FactsBuilder {
             .table
             .unique_key()
             .iter()
-            .map(|name| column(self.table, batch, name))
+            .map(|name| column(batch, name))
             .collect();
         if key_columns.is_empty() {
             return false;
@@ -150,12 +167,12 @@ impl FactsBuilder {
         let Some(date_column) = self.table.date_column() else {
             return;
         };
-        let dates = column(self.table, batch, date_column).as_primitive::<Date32Type>();
+        let dates = column(batch, date_column).as_primitive::<Date32Type>();
         let sums: Vec<_> = self
             .table
             .reconciled_columns()
             .iter()
-            .map(|name| column(self.table, batch, name).as_primitive::<Decimal128Type>())
+            .map(|name| column(batch, name).as_primitive::<Decimal128Type>())
             .collect();
         // Rows come in runs of one date in most files: add up a run, then
         // touch the map once.
@@ -184,11 +201,11 @@ impl FactsBuilder {
 }
 
 /// The column `name` of a batch with all of `table`'s columns.
-fn column<'b>(table: Table, batch: &'b RecordBatch, name: &str) -> &'b dyn Array {
-    let index = table
-        .column_index(name)
-        .expect("fact columns come from the table's schema");
-    batch.column(index).as_ref()
+fn column<'b>(batch: &'b RecordBatch, name: &str) -> &'b dyn Array {
+    batch
+        .column_by_name(name)
+        .expect("the batch holds the columns of FactsBuilder::columns")
+        .as_ref()
 }
 
 /// The value of an integer or date column as i64; `None` when NULL.

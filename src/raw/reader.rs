@@ -281,10 +281,11 @@ impl Scan {
 struct Pass {
     file: String,
     table: Table,
-    /// The columns to decode: all when validating, else the output's.
+    /// The columns to decode: the output's, and those the facts need when
+    /// validating (every field is then parsed and checked all the same).
     decoded: Vec<usize>,
-    /// The output's columns, in table order.
-    projection: Vec<usize>,
+    /// Where each output column is among the decoded ones.
+    output: Vec<usize>,
     schema: SchemaRef,
     facts: Option<FactsBuilder>,
 }
@@ -293,14 +294,21 @@ impl Pass {
     fn new(source: &RawSource, projection: Vec<usize>, schema: SchemaRef) -> Self {
         let table = source.file.table;
         let validating = source.facts().is_none();
+        let mut decoded = projection.clone();
+        if validating {
+            decoded.extend(FactsBuilder::columns(table));
+        }
+        decoded.sort_unstable();
+        decoded.dedup();
+        let output = projection
+            .iter()
+            .map(|column| decoded.binary_search(column).unwrap_or_default())
+            .collect();
         Pass {
             file: source.file.path.to_string(),
             table,
-            decoded: match validating {
-                true => (0..table.columns().len()).collect(),
-                false => projection.clone(),
-            },
-            projection,
+            decoded,
+            output,
             schema,
             facts: validating.then(|| FactsBuilder::new(table)),
         }
@@ -316,14 +324,11 @@ impl Pass {
             file: self.file.clone(),
             source,
         };
-        let Some(facts) = &mut self.facts else {
-            return batch
-                .with_schema(Arc::clone(&self.schema))
-                .map_err(arrow_error);
-        };
-        facts.observe(&batch);
+        if let Some(facts) = &mut self.facts {
+            facts.observe(&batch);
+        }
         batch
-            .project(&self.projection)
+            .project(&self.output)
             .and_then(|b| b.with_schema(Arc::clone(&self.schema)))
             .map_err(arrow_error)
     }
