@@ -20,7 +20,9 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::parquet::arrow::ProjectionMask;
-use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use datafusion::parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+};
 use datafusion::parquet::file::reader::ChunkReader;
 use datafusion::physical_plan::stream::RecordBatchReceiverStream;
 use flate2::read::MultiGzDecoder;
@@ -85,9 +87,10 @@ impl RawSource {
                 .project(&projection)
                 .expect("projection indices come from the table's schema"),
         );
-        let partitions = match self.file.format {
-            RawFormat::CsvGz => partitions.max(1),
-            RawFormat::Parquet => 1,
+        // A remote Parquet object is fetched whole, by one partition.
+        let partitions = match (self.file.format, self.raw.local_dir()) {
+            (RawFormat::Parquet, None) => 1,
+            _ => partitions.max(1),
         };
         Scan {
             source: self.clone(),
@@ -161,29 +164,30 @@ impl Scan {
         let tx = builder.tx();
         let scan = Arc::clone(self);
         builder.spawn_blocking(move || {
-            let pass = Pass::new(
+            let mut pass = Pass::new(
                 &scan.source,
                 scan.projection.clone(),
                 Arc::clone(&scan.schema),
             );
             let result = match scan.source.file.format {
-                RawFormat::CsvGz => scan.read_csv_partition(pass, &tx),
-                RawFormat::Parquet if partition == 0 => scan.source.read_parquet(pass, &tx),
-                RawFormat::Parquet => Ok(()),
+                RawFormat::CsvGz => {
+                    let completed = scan.parse_chunks(&mut pass, &tx);
+                    scan.finish(completed, &pass)
+                }
+                RawFormat::Parquet => {
+                    let completed = scan.decode_row_groups(partition, &mut pass, &tx);
+                    scan.finish(completed, &pass)
+                }
             };
             forward_error(result, &tx)
         });
         builder.build()
     }
 
-    /// Parses chunks until the file ends, then finishes the read if this
-    /// is the last partition running.
-    fn read_csv_partition(
-        &self,
-        mut pass: Pass,
-        tx: &Sender<datafusion::error::Result<RecordBatch>>,
-    ) -> Result<(), RawError> {
-        let completed = self.parse_chunks(&mut pass, tx);
+    /// Ends a partition's part of the read (`completed`: it reached the end
+    /// of its rows); the last partition of a complete read checks the file
+    /// against its manifest and records the file's facts.
+    fn finish(&self, completed: Result<bool, RawError>, pass: &Pass) -> Result<(), RawError> {
         let mut shared = self.lock();
         shared.running -= 1;
         shared.stopped |= !matches!(completed, Ok(true));
@@ -195,12 +199,12 @@ impl Scan {
         let rows = shared.rows;
         let mut facts = std::mem::take(&mut shared.facts);
         drop(shared);
-        if let Some(chunker) = chunker {
-            let (sha256, bytes) = chunker.into_inner().into_inner().into_inner().finish();
-            if let Some(entry) = &self.source.entry {
+        if let Some(entry) = &self.source.entry {
+            if let Some(chunker) = chunker {
+                let (sha256, bytes) = chunker.into_inner().into_inner().into_inner().finish();
                 entry.check_digest(&pass.file, &sha256, bytes)?;
-                entry.check_rows(rows)?;
             }
+            entry.check_rows(rows)?;
         }
         if pass.validating() {
             facts.sort_by_key(|(index, _)| *index);
@@ -243,6 +247,90 @@ impl Scan {
             let mut shared = self.lock();
             shared.rows += decoder.rows();
             shared.facts.extend(facts.map(|f| (chunk.index, f)));
+        }
+        Ok(true)
+    }
+
+    /// Decodes this partition's row groups of a Parquet file (every
+    /// `partitions`-th from `partition` on); `Ok(false)` when the consumer
+    /// stopped listening. The first partition also verifies the file's
+    /// sha256 against the manifest.
+    fn decode_row_groups(
+        &self,
+        partition: usize,
+        pass: &mut Pass,
+        tx: &Sender<datafusion::error::Result<RecordBatch>>,
+    ) -> Result<bool, RawError> {
+        let source = &self.source;
+        let file = &source.file;
+        if let (0, Some(entry)) = (partition, &source.entry) {
+            let mut input = HashingReader::new(open_sync(&source.raw, file)?);
+            std::io::copy(&mut input, &mut std::io::sink()).map_err(|e| RawError::Io {
+                file: pass.file.clone(),
+                source: e,
+            })?;
+            let (sha256, bytes) = input.finish();
+            entry.check_digest(&pass.file, &sha256, bytes)?;
+        }
+        match source.raw.local_dir() {
+            Some(dir) => {
+                let path = dir.join(file.path.as_ref());
+                self.decode_groups_of(partition, pass, tx, || {
+                    std::fs::File::open(&path).map_err(|e| RawError::Io {
+                        file: file.path.to_string(),
+                        source: e,
+                    })
+                })
+            }
+            None => {
+                let bytes = fetch(&source.raw, file)?;
+                self.decode_groups_of(partition, pass, tx, || Ok(bytes.clone()))
+            }
+        }
+    }
+
+    /// [`Scan::decode_row_groups`] over the input that `open` opens afresh
+    /// for each row group.
+    fn decode_groups_of<T: ChunkReader + 'static>(
+        &self,
+        partition: usize,
+        pass: &mut Pass,
+        tx: &Sender<datafusion::error::Result<RecordBatch>>,
+        open: impl Fn() -> Result<T, RawError>,
+    ) -> Result<bool, RawError> {
+        let name = pass.file.clone();
+        let parquet_error = |source| RawError::Parquet {
+            file: name.clone(),
+            source,
+        };
+        let metadata = ArrowReaderMetadata::load(&open()?, ArrowReaderOptions::default())
+            .map_err(parquet_error)?;
+        check_parquet_schema(self.source.file.table, &pass.file, metadata.schema())?;
+        let mask = ProjectionMask::roots(metadata.parquet_schema(), pass.decoded.iter().copied());
+        let groups = metadata.metadata().num_row_groups();
+        for group in (partition..groups).step_by(self.partitions) {
+            let reader =
+                ParquetRecordBatchReaderBuilder::new_with_metadata(open()?, metadata.clone())
+                    .with_row_groups(vec![group])
+                    .with_projection(mask.clone())
+                    .with_batch_size(super::csv::BATCH_ROWS)
+                    .build()
+                    .map_err(parquet_error)?;
+            let mut rows = 0u64;
+            for batch in reader {
+                let batch = batch.map_err(|source| RawError::Arrow {
+                    file: name.clone(),
+                    source,
+                })?;
+                rows += batch.num_rows() as u64;
+                if tx.blocking_send(Ok(pass.output(batch)?)).is_err() {
+                    return Ok(false);
+                }
+            }
+            let facts = pass.take_facts();
+            let mut shared = self.lock();
+            shared.rows += rows;
+            shared.facts.extend(facts.map(|f| (group, f)));
         }
         Ok(true)
     }
@@ -354,53 +442,6 @@ fn forward_error(
     Ok(())
 }
 
-impl RawSource {
-    /// Reads a Parquet raw file (typed, so only the decoded columns are
-    /// read). A local file is read in place; a remote object is fetched
-    /// whole first (Parquet needs random access).
-    fn read_parquet(
-        &self,
-        mut pass: Pass,
-        tx: &Sender<datafusion::error::Result<RecordBatch>>,
-    ) -> Result<(), RawError> {
-        let file = &self.file;
-        let name = pass.file.clone();
-        if let Some(entry) = &self.entry {
-            let mut input = HashingReader::new(open_sync(&self.raw, file)?);
-            std::io::copy(&mut input, &mut std::io::sink()).map_err(|source| RawError::Io {
-                file: name.clone(),
-                source,
-            })?;
-            let (sha256, bytes) = input.finish();
-            entry.check_digest(&name, &sha256, bytes)?;
-        }
-        let rows = match self.raw.local_dir() {
-            Some(dir) => {
-                let local =
-                    std::fs::File::open(dir.join(file.path.as_ref())).map_err(|source| {
-                        RawError::Io {
-                            file: name.clone(),
-                            source,
-                        }
-                    })?;
-                decode_parquet(local, file.table, &mut pass, tx)?
-            }
-            None => decode_parquet(fetch(&self.raw, file)?, file.table, &mut pass, tx)?,
-        };
-        let Some(rows) = rows else {
-            return Ok(());
-        };
-        if let Some(entry) = &self.entry {
-            entry.check_rows(rows)?;
-        }
-        if let Some(facts) = pass.take_facts() {
-            // A concurrent validating read may have set the same facts first.
-            let _ = self.facts.set(facts);
-        }
-        Ok(())
-    }
-}
-
 /// A blocking reader of the object: the file itself for a local raw zone,
 /// otherwise the object store's byte stream bridged to `Read`.
 fn open_sync(raw: &Location, file: &RawFile) -> Result<Box<dyn Read + Send>, RawError> {
@@ -438,40 +479,6 @@ fn fetch(raw: &Location, file: &RawFile) -> Result<bytes::Bytes, RawError> {
             file: file.path.to_string(),
             source,
         })
-}
-
-/// Sends the batches of a Parquet file; returns the rows read, or `None`
-/// when the consumer stopped early.
-fn decode_parquet<T: ChunkReader + 'static>(
-    input: T,
-    table: Table,
-    pass: &mut Pass,
-    tx: &Sender<datafusion::error::Result<RecordBatch>>,
-) -> Result<Option<u64>, RawError> {
-    let parquet_error = |source| RawError::Parquet {
-        file: pass.file.clone(),
-        source,
-    };
-    let builder = ParquetRecordBatchReaderBuilder::try_new(input).map_err(parquet_error)?;
-    check_parquet_schema(table, &pass.file, builder.schema())?;
-    let mask = ProjectionMask::roots(builder.parquet_schema(), pass.decoded.iter().copied());
-    let reader = builder
-        .with_projection(mask)
-        .with_batch_size(super::csv::BATCH_ROWS)
-        .build()
-        .map_err(parquet_error)?;
-    let mut rows = 0u64;
-    for batch in reader {
-        let batch = batch.map_err(|source| RawError::Arrow {
-            file: pass.file.clone(),
-            source,
-        })?;
-        rows += batch.num_rows() as u64;
-        if tx.blocking_send(Ok(pass.output(batch)?)).is_err() {
-            return Ok(None);
-        }
-    }
-    Ok(Some(rows))
 }
 
 /// Lists every column whose name or type differs from the contract.
