@@ -549,3 +549,67 @@ impl<R: Read> Read for HashingReader<R> {
         Ok(n)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::{BatchBuilder, Value};
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::Int64Type;
+    use datafusion::parquet::arrow::ArrowWriter;
+    use datafusion::parquet::file::properties::WriterProperties;
+
+    /// A Parquet file of several row groups, read by three partitions:
+    /// every row comes once, and the facts are those of the whole file.
+    #[tokio::test]
+    async fn parquet_row_groups_are_split_between_partitions() {
+        let dir = tempfile::tempdir().unwrap();
+        let table = Table::Sales;
+        let mut builder = BatchBuilder::new(table, 10);
+        for id in 0..10 {
+            let mut row = vec![Value::Null; table.columns().len()];
+            let mut set = |name: &str, value| row[table.column_index(name).unwrap()] = value;
+            set("trans_id", Value::Int(id));
+            set("prod_key", Value::Int(1));
+            set("store_key", Value::Int(1));
+            set("trans_dt", Value::Date(20_000 + id as i32 / 4));
+            set("sales_amt", Value::Decimal(100));
+            builder.push(&row);
+        }
+        let path = "sales/sales_2026-01-10.parquet";
+        std::fs::create_dir_all(dir.path().join("sales")).unwrap();
+        let output = std::fs::File::create(dir.path().join(path)).unwrap();
+        let properties = WriterProperties::builder()
+            .set_max_row_group_size(3)
+            .build();
+        let mut writer =
+            ArrowWriter::try_new(output, table.arrow_schema(), Some(properties)).unwrap();
+        writer.write(&builder.finish()).unwrap();
+        writer.close().unwrap();
+
+        let raw = Location::parse(&dir.path().display().to_string()).unwrap();
+        let file = RawFile {
+            table,
+            format: RawFormat::Parquet,
+            path: path.into(),
+            bytes: 0,
+        };
+        let source = RawSource::new(raw, file, None, Arc::new(Quarantine::new(0)));
+        let scan = Arc::new(source.scan(None, 3));
+        let reads = (0..3).map(|p| scan.open(p).try_collect::<Vec<_>>());
+        let mut ids: Vec<i64> = futures::future::try_join_all(reads)
+            .await
+            .unwrap()
+            .iter()
+            .flatten()
+            .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
+            .collect();
+        ids.sort_unstable();
+        assert_eq!(ids, (0..10).collect::<Vec<_>>());
+        let facts = source.facts().expect("a complete read records facts");
+        assert!(facts.unique_key_ascending);
+        assert_eq!(facts.rows, 10);
+        let per_date: Vec<u64> = facts.dates.values().map(|d| d.rows).collect();
+        assert_eq!(per_date, [4, 4, 2]);
+    }
+}
