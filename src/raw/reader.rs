@@ -580,7 +580,7 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("sales")).unwrap();
         let output = std::fs::File::create(dir.path().join(path)).unwrap();
         let properties = WriterProperties::builder()
-            .set_max_row_group_size(3)
+            .set_max_row_group_row_count(Some(3))
             .build();
         let mut writer =
             ArrowWriter::try_new(output, table.arrow_schema(), Some(properties)).unwrap();
