@@ -15,7 +15,7 @@ use shelfline::pipeline::Pipeline;
 use shelfline::{demo, query};
 
 /// Transparent huge pages make the kernel zero 2 MiB at a time each time
-/// the engine's hash tables and buffers grow: measured at SF 1, a quarter
+/// the engine's hash tables and buffers grow: measured at SF 1, a fifth
 /// of the transform's CPU time went to zeroing pages, for no gain.
 fn disable_transparent_huge_pages() {
     #[cfg(target_os = "linux")]

@@ -76,8 +76,8 @@ impl RawSource {
     }
 
     /// One read of the columns at `projection` (all when `None`) by
-    /// `partitions` streams (a Parquet file uses the first only); the
-    /// read's rows are split between them.
+    /// `partitions` streams (one for a remote Parquet object); the read's
+    /// rows are split between them.
     pub fn scan(&self, projection: Option<Vec<usize>>, partitions: usize) -> Scan {
         let table = self.file.table;
         let projection = projection.unwrap_or_else(|| (0..table.columns().len()).collect());
@@ -118,7 +118,7 @@ pub struct Scan {
     shared: Mutex<Shared>,
 }
 
-/// What the partitions of a CSV read share.
+/// What the partitions of a read share.
 struct Shared {
     /// Opened by the first partition to ask for a chunk.
     chunker: Option<Chunker<CsvInput>>,
@@ -129,7 +129,7 @@ struct Shared {
     stopped: bool,
     /// Data rows parsed (quarantined rows included).
     rows: u64,
-    /// Facts per chunk, with the chunk's index.
+    /// Facts per CSV chunk or Parquet row group, with its index in the file.
     facts: Vec<(usize, ScanFacts)>,
 }
 
@@ -169,17 +169,11 @@ impl Scan {
                 scan.projection.clone(),
                 Arc::clone(&scan.schema),
             );
-            let result = match scan.source.file.format {
-                RawFormat::CsvGz => {
-                    let completed = scan.parse_chunks(&mut pass, &tx);
-                    scan.finish(completed, &pass)
-                }
-                RawFormat::Parquet => {
-                    let completed = scan.decode_row_groups(partition, &mut pass, &tx);
-                    scan.finish(completed, &pass)
-                }
+            let completed = match scan.source.file.format {
+                RawFormat::CsvGz => scan.parse_chunks(&mut pass, &tx),
+                RawFormat::Parquet => scan.decode_row_groups(partition, &mut pass, &tx),
             };
-            forward_error(result, &tx)
+            forward_error(scan.finish(completed, &pass), &tx)
         });
         builder.build()
     }

@@ -282,8 +282,9 @@ async fn reconcile(
             .flatten()
         {
             if let Some(totals) = sales.dates.get(&day) {
-                input[0] += totals.sums[0];
-                input[1] += totals.sums[1];
+                for (total, sum) in input.iter_mut().zip(&totals.sums) {
+                    *total += sum;
+                }
             }
         }
     }

@@ -1,10 +1,12 @@
 //! The day's raw files as DataFusion tables named after the contract tables.
 //!
-//! Each scan streams (nothing is held in memory between queries), a CSV
-//! file in as many partitions as the session's target partitions. The first complete scan of a file parses every field (a
-//! bad value anywhere fails the run), verifies the file against the
-//! manifest and gathers its [`ScanFacts`]; later scans decode only the
-//! columns they need. Parquet files are read in place, projected.
+//! Each scan streams (nothing is held in memory between queries) in as many
+//! partitions as the session's target partitions. The first complete scan
+//! of a file parses every field (a bad value anywhere fails the run),
+//! verifies the file against the manifest and gathers its [`ScanFacts`];
+//! later scans decode only the columns they need. Parquet files are read in
+//! place, projected. The small dimension files can then be kept in memory
+//! ([`RawTables::load_dimensions`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
