@@ -15,8 +15,9 @@ use crate::raw::RawFormat;
 #[derive(Debug, Parser)]
 #[command(version, about, long_about = None)]
 pub struct Cli {
-    /// TOML configuration file (keys: source, raw, lake, raw_format,
-    /// error_budget, vacuum_retention_hours, target_partitions, memory_limit_mb).
+    /// TOML configuration file (keys: source, password_file, source_attempts,
+    /// source_retry_backoff_ms, raw, lake, raw_format, error_budget,
+    /// vacuum_retention_hours, target_partitions, memory_limit_mb).
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
     #[command(subcommand)]
@@ -111,7 +112,7 @@ pub struct DateArg {
 /// Location overrides shared by the stage commands.
 #[derive(Debug, Args, Default)]
 pub struct Locations {
-    /// Source database URL (sqlite://PATH).
+    /// Source database URL (sqlite://PATH, mysql://USER@HOST:PORT/DB, postgres://USER@HOST:PORT/DB)
     #[arg(long, value_name = "URL")]
     pub source: Option<String>,
     /// Raw zone URL (file://DIR or a path, memory://NAME).

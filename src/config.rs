@@ -23,8 +23,17 @@ pub const DEFAULT_LAKE: &str = "file://./shelfline-data/lake";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// Transactional database to extract from (`sqlite://PATH`).
+    /// Transactional database to extract from (`sqlite://PATH`,
+    /// `mysql://USER@HOST:PORT/DB`, `postgres://USER@HOST:PORT/DB`).
     pub source: String,
+    /// File holding the source server's password (used when
+    /// `SHELFLINE_SOURCE_PASSWORD` is not set).
+    pub password_file: Option<PathBuf>,
+    /// Attempts to read a source table when its connection drops (1 = no retry).
+    pub source_attempts: u32,
+    /// Wait before the first retry of a table, in milliseconds; it doubles
+    /// with every further attempt.
+    pub source_retry_backoff_ms: u64,
     /// Raw zone root (`file://DIR`, `memory://`).
     pub raw: String,
     /// Lake root; each table is a Delta table in `<lake>/<table>/`.
@@ -48,6 +57,9 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             source: DEFAULT_SOURCE.to_string(),
+            password_file: None,
+            source_attempts: 3,
+            source_retry_backoff_ms: 1000,
             raw: DEFAULT_RAW.to_string(),
             lake: DEFAULT_LAKE.to_string(),
             raw_format: RawFormat::CsvGz,

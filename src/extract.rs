@@ -44,6 +44,26 @@ pub enum ExtractError {
     Write { file: String, message: String },
     #[error(transparent)]
     Raw(#[from] RawError),
+    #[error("{source} (gave up after {attempts} attempts; `source_attempts` sets how many)")]
+    GaveUp { attempts: u32, source: SourceError },
+}
+
+/// How a table is read again when its source connection drops: from its
+/// start, after `backoff`, doubled on every further attempt.
+#[derive(Debug, Clone, Copy)]
+pub struct Retry {
+    /// Reads of a table in all (1 = no retry).
+    pub attempts: u32,
+    /// Wait before the first retry.
+    pub backoff: Duration,
+}
+
+impl Retry {
+    /// No retry.
+    pub const NONE: Retry = Retry {
+        attempts: 1,
+        backoff: Duration::ZERO,
+    };
 }
 
 /// What was extracted for one table.
@@ -70,19 +90,29 @@ impl ExtractReport {
 }
 
 /// Extracts the five tables of `source` into `raw` for `date`, then writes
-/// the manifest.
+/// the manifest. A table whose connection drops is read again per `retry`.
 pub async fn extract(
     source: &Source,
     raw: &Location,
     date: NaiveDate,
     format: RawFormat,
+    retry: Retry,
 ) -> Result<ExtractReport, ExtractError> {
     let started = Instant::now();
+    let checked = source.clone();
+    tokio::task::spawn_blocking(move || checked.check_tables())
+        .await
+        .map_err(|e| ExtractError::Write {
+            file: "(schema check)".to_string(),
+            message: e.to_string(),
+        })??;
     let tasks: Vec<_> = Table::ALL
         .into_iter()
         .map(|table| {
             let (source, raw) = (source.clone(), raw.clone());
-            tokio::spawn(async move { extract_table(&source, &raw, table, date, format).await })
+            tokio::spawn(async move {
+                extract_table_with_retry(&source, &raw, table, date, format, retry).await
+            })
         })
         .collect();
     let mut tables = Vec::new();
@@ -117,6 +147,40 @@ pub async fn extract(
         tables,
         elapsed: started.elapsed(),
     })
+}
+
+/// [`extract_table`], again from the table's start while the source
+/// connection drops and attempts remain.
+async fn extract_table_with_retry(
+    source: &Source,
+    raw: &Location,
+    table: Table,
+    date: NaiveDate,
+    format: RawFormat,
+    retry: Retry,
+) -> Result<ExtractedTable, ExtractError> {
+    let mut wait = retry.backoff;
+    let mut attempt = 1;
+    loop {
+        match extract_table(source, raw, table, date, format).await {
+            Err(ExtractError::Source(e)) if e.is_transient() => {
+                if attempt >= retry.attempts {
+                    return Err(ExtractError::GaveUp {
+                        attempts: attempt,
+                        source: e,
+                    });
+                }
+                tracing::warn!(
+                    "{e}; reading {table} again in {wait:?} (attempt {})",
+                    attempt + 1
+                );
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
 }
 
 async fn extract_table(

@@ -52,7 +52,7 @@ impl Pipeline {
     /// Parses every location of `config`; fails listing every bad one.
     pub fn new(config: Config) -> Result<Pipeline, PipelineError> {
         let mut problems = Vec::new();
-        let source = Source::from_url(&config.source)
+        let source = Source::from_url(&config.source, config.password_file.as_deref())
             .map_err(|e| problems.push(format!("source: {e}")))
             .ok();
         let raw = Location::parse(&config.raw)
@@ -92,7 +92,11 @@ impl Pipeline {
         date: NaiveDate,
         format: RawFormat,
     ) -> Result<ExtractReport, PipelineError> {
-        Ok(extract::extract(&self.source, &self.raw, date, format).await?)
+        let retry = extract::Retry {
+            attempts: self.config.source_attempts.max(1),
+            backoff: Duration::from_millis(self.config.source_retry_backoff_ms),
+        };
+        Ok(extract::extract(&self.source, &self.raw, date, format, retry).await?)
     }
 
     /// Checks that the raw set of `date` is complete and matches its manifest.

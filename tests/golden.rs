@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Workspace, golden_date, golden_dir, golden_tables};
+use common::{Workspace, golden_date, golden_dir, golden_tables, test_server};
 use datafusion::arrow::datatypes::DataType;
 use shelfline::raw::RawFormat;
 use shelfline::schema::{Kind, Table, fact_columns};
@@ -82,8 +82,27 @@ async fn golden_fixture_through_sqlite_source_and_both_raw_formats() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn golden_fixture_through_mariadb_and_postgresql() {
+    for var in [
+        "SHELFLINE_TEST_MYSQL_GOLDEN_URL",
+        "SHELFLINE_TEST_POSTGRES_GOLDEN_URL",
+    ] {
+        let staging = Workspace::new();
+        staging.write_raw(golden_date(), &golden_tables());
+        let ws = Workspace::with_server(&test_server(var));
+        load_golden_into_source(&staging, &ws).await;
+        ws.pipeline
+            .extract(golden_date(), RawFormat::CsvGz)
+            .await
+            .unwrap();
+        ws.pipeline.transform(golden_date()).await.unwrap();
+        assert_matches_expected(&ws.fact_csv().await);
+    }
+}
+
 /// Parses the golden raw files with the raw reader and loads them into the
-/// SQLite source of `target`.
+/// source of `target`.
 async fn load_golden_into_source(staging: &Workspace, target: &Workspace) {
     use futures::TryStreamExt;
     use shelfline::raw::{RawSet, quarantine::Quarantine, reader::RawSource};

@@ -242,6 +242,12 @@ fn parse_field(kind: Kind, field: &[u8]) -> Result<Value<'_>, String> {
     if field.is_empty() {
         return Ok(Value::Null);
     }
+    parse_value(kind, field)
+}
+
+/// Parses the text of a non-NULL value of `kind`, spelled as in the raw
+/// zone (which is also how MySQL and PostgreSQL print them as text).
+pub fn parse_value(kind: Kind, field: &[u8]) -> Result<Value<'_>, String> {
     match kind {
         Kind::Int32 => parse_int(field, i32::MIN.into(), i32::MAX.into()).map(Value::Int),
         Kind::Int64 => parse_int(field, i64::MIN, i64::MAX).map(Value::Int),

@@ -1,23 +1,52 @@
 //! Transactional databases that hold the five contract tables.
 //!
-//! A source is chosen by URL. The embedded default is SQLite
-//! (`sqlite://PATH`); every source reads a table as a stream of Arrow
-//! batches with the contract schema and loads generated batches in bulk.
+//! A source is chosen by URL: the embedded default SQLite
+//! (`sqlite://PATH`), MySQL/MariaDB (`mysql://user@host:port/db`) or
+//! PostgreSQL (`postgres://user@host:port/db`). Every source reads a table
+//! as a stream of Arrow batches with the contract schema and loads
+//! generated batches in bulk.
 
+pub mod endpoint;
+pub mod mysql;
+mod network;
+pub mod postgres;
 pub mod sqlite;
+
+use std::path::Path;
 
 use datafusion::arrow::record_batch::RecordBatch;
 
 use crate::schema::Table;
+use endpoint::{Dialect, Endpoint, PASSWORD_ENV};
+pub use mysql::{MysqlLoader, MysqlSource};
+pub use postgres::{PostgresLoader, PostgresSource};
 pub use sqlite::{SqliteLoader, SqliteSource};
 
 /// A source database problem.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     #[error(
-        "source '{url}' is not supported: use sqlite://PATH (MySQL and PostgreSQL are planned)"
+        "source '{url}' is not supported: use sqlite://PATH, mysql://USER@HOST:PORT/DB or postgres://USER@HOST:PORT/DB"
     )]
     Unsupported { url: String },
+    #[error("source {url} is not valid: {reason}")]
+    BadUrl { url: String, reason: String },
+    #[error(
+        "source {source_name} does not match the contract (section 1):\n{}",
+        .differences.iter().map(|d| format!("  - {d}")).collect::<Vec<_>>().join("\n")
+    )]
+    Schema {
+        source_name: String,
+        differences: Vec<String>,
+    },
+    /// The connection was lost while a table streamed; the table can be
+    /// read again from its start.
+    #[error("the connection to {source_name} was lost while reading table {table}: {message}")]
+    Dropped {
+        source_name: String,
+        table: Table,
+        message: String,
+    },
     #[error("cannot open source {source_name}: {message}")]
     Connect {
         source_name: String,
@@ -39,6 +68,12 @@ pub enum SourceError {
 }
 
 impl SourceError {
+    /// Whether reading the table again may succeed (a lost connection, or
+    /// a server that is not reachable yet).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, SourceError::Dropped { .. })
+    }
+
     fn sql(table: Table, error: rusqlite::Error) -> Self {
         let message = match &error {
             rusqlite::Error::SqliteFailure(_, Some(m)) if m.starts_with("no such table") => {
@@ -54,15 +89,31 @@ impl SourceError {
 #[derive(Debug, Clone)]
 pub enum Source {
     Sqlite(SqliteSource),
+    Mysql(MysqlSource),
+    Postgres(PostgresSource),
 }
 
 impl Source {
-    /// Parses `sqlite://PATH` (relative paths are relative to the current folder).
-    pub fn from_url(url: &str) -> Result<Source, SourceError> {
-        match url.strip_prefix("sqlite://") {
-            Some(path) if !path.is_empty() => Ok(Source::Sqlite(SqliteSource::new(path))),
+    /// Parses a source URL: `sqlite://PATH` (relative to the current
+    /// folder), `mysql://…` or `postgres://…` (`postgresql://` too). The
+    /// password of a server comes from `SHELFLINE_SOURCE_PASSWORD`, else
+    /// `password_file`, else the URL.
+    pub fn from_url(url: &str, password_file: Option<&Path>) -> Result<Source, SourceError> {
+        let server = |dialect| {
+            let env_password = std::env::var(PASSWORD_ENV).ok();
+            Endpoint::parse(dialect, url, env_password, password_file)
+        };
+        let scheme = url.split_once("://").map(|(scheme, _)| scheme);
+        match scheme {
+            Some("sqlite") if url.len() > "sqlite://".len() => {
+                Ok(Source::Sqlite(SqliteSource::new(&url["sqlite://".len()..])))
+            }
+            Some("mysql") => Ok(Source::Mysql(MysqlSource::new(server(Dialect::Mysql)?))),
+            Some("postgres" | "postgresql") => Ok(Source::Postgres(PostgresSource::new(server(
+                Dialect::Postgres,
+            )?))),
             _ => Err(SourceError::Unsupported {
-                url: url.to_string(),
+                url: endpoint::redact(url),
             }),
         }
     }
@@ -71,6 +122,8 @@ impl Source {
     pub fn describe(&self) -> String {
         match self {
             Source::Sqlite(s) => format!("sqlite://{}", s.path().display()),
+            Source::Mysql(s) => s.endpoint().describe(),
+            Source::Postgres(s) => s.endpoint().describe(),
         }
     }
 
@@ -78,6 +131,19 @@ impl Source {
     pub fn create_tables(&self) -> Result<(), SourceError> {
         match self {
             Source::Sqlite(s) => s.create_tables(),
+            Source::Mysql(s) => s.create_tables(),
+            Source::Postgres(s) => s.create_tables(),
+        }
+    }
+
+    /// Checks that the source's tables have the contract's columns with
+    /// types that hold their values; fails listing every difference. (The
+    /// SQLite source's tables are read by name and checked value by value.)
+    pub fn check_tables(&self) -> Result<(), SourceError> {
+        match self {
+            Source::Sqlite(_) => Ok(()),
+            Source::Mysql(s) => s.check_tables(),
+            Source::Postgres(s) => s.check_tables(),
         }
     }
 
@@ -85,6 +151,8 @@ impl Source {
     pub fn loader(&self) -> Result<Loader, SourceError> {
         match self {
             Source::Sqlite(s) => Ok(Loader::Sqlite(s.loader()?)),
+            Source::Mysql(s) => Ok(Loader::Mysql(s.loader()?)),
+            Source::Postgres(s) => Ok(Loader::Postgres(s.loader()?)),
         }
     }
 
@@ -97,6 +165,8 @@ impl Source {
     ) -> Result<u64, SourceError> {
         match self {
             Source::Sqlite(s) => s.read_table(table, batch_rows, sink),
+            Source::Mysql(s) => s.read_table(table, batch_rows, sink),
+            Source::Postgres(s) => s.read_table(table, batch_rows, sink),
         }
     }
 }
@@ -104,6 +174,8 @@ impl Source {
 /// A bulk loader into a source.
 pub enum Loader {
     Sqlite(SqliteLoader),
+    Mysql(MysqlLoader),
+    Postgres(PostgresLoader),
 }
 
 impl Loader {
@@ -111,6 +183,8 @@ impl Loader {
     pub fn insert(&mut self, table: Table, batch: &RecordBatch) -> Result<(), SourceError> {
         match self {
             Loader::Sqlite(l) => l.insert(table, batch),
+            Loader::Mysql(l) => l.insert(table, batch),
+            Loader::Postgres(l) => l.insert(table, batch),
         }
     }
 
@@ -118,6 +192,8 @@ impl Loader {
     pub fn commit(self) -> Result<(), SourceError> {
         match self {
             Loader::Sqlite(l) => l.commit(),
+            Loader::Mysql(l) => l.commit(),
+            Loader::Postgres(l) => l.commit(),
         }
     }
 }

@@ -39,6 +39,17 @@ pub fn golden_tables() -> BTreeMap<Table, String> {
         .collect()
 }
 
+/// A setting of the test database servers that `.ci/databases start` runs
+/// (its env file sets them). The tests that need a server fail without it.
+pub fn test_server(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| {
+        panic!(
+            "{var} is not set: start the test databases with `bash .ci/databases start` \
+             and `source /tmp/shelfline-dbs/env` (README, Development)"
+        )
+    })
+}
+
 /// A scratch folder with a raw zone and a lake, and a pipeline over them.
 pub struct Workspace {
     pub dir: tempfile::TempDir,
@@ -53,6 +64,24 @@ impl Workspace {
     pub fn with_config(mut config: Config) -> Self {
         let dir = tempfile::tempdir().unwrap();
         config.source = format!("sqlite://{}", dir.path().join("source.db").display());
+        Self::in_dir(dir, config)
+    }
+
+    /// A workspace whose source is the database server at `url` (see
+    /// [`test_server`]), its password in a file.
+    pub fn with_server(url: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let password_file = dir.path().join("source-password");
+        std::fs::write(&password_file, test_server("SHELFLINE_TEST_DB_PASSWORD")).unwrap();
+        let config = Config {
+            source: url.to_string(),
+            password_file: Some(password_file),
+            ..Config::default()
+        };
+        Self::in_dir(dir, config)
+    }
+
+    fn in_dir(dir: tempfile::TempDir, mut config: Config) -> Self {
         config.raw = dir.path().join("raw").display().to_string();
         config.lake = dir.path().join("lake").display().to_string();
         let pipeline = Pipeline::new(config).unwrap();

@@ -1,0 +1,292 @@
+//! MySQL and MariaDB sources (`mysql://user@host:port/db`).
+//!
+//! A table is read with one `SELECT` of the contract's columns over the
+//! text protocol, which the server streams: rows become Arrow batches as
+//! they arrive, so memory stays at one batch whatever the table size.
+//! Values are parsed from the server's text by the raw zone's parsers, so
+//! decimals stay exact.
+
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::util::display::FormatOptions;
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, OptsBuilder, SslOpts};
+
+use super::SourceError;
+use super::endpoint::{ConnectFailure, Endpoint, TlsMode};
+use super::network::{CatalogColumn, SqlLiterals, TextRows, block_on, schema_differences};
+use crate::schema::Table;
+
+/// Rows per multi-row `INSERT` when loading.
+const INSERT_ROWS: usize = 2000;
+
+/// A MySQL-compatible server.
+#[derive(Debug, Clone)]
+pub struct MysqlSource {
+    endpoint: Endpoint,
+}
+
+impl MysqlSource {
+    pub fn new(endpoint: Endpoint) -> Self {
+        MysqlSource { endpoint }
+    }
+
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// Opens a connection, telling refused connections, bad credentials and
+    /// unknown databases apart.
+    pub async fn connect(&self) -> Result<Conn, SourceError> {
+        let e = &self.endpoint;
+        let opts = OptsBuilder::default()
+            .ip_or_hostname(e.host.clone())
+            .tcp_port(e.port)
+            .user(Some(e.user.clone()))
+            .pass(e.password.as_ref().map(|p| p.expose().to_string()))
+            .db_name(Some(e.database.clone()))
+            .prefer_socket(false)
+            .ssl_opts(ssl_opts(e));
+        Conn::new(opts).await.map_err(|error| {
+            let cause = match &error {
+                mysql_async::Error::Server(s) if s.code == 1045 => ConnectFailure::Authentication,
+                mysql_async::Error::Server(s) if matches!(s.code, 1044 | 1049) => {
+                    ConnectFailure::UnknownDatabase
+                }
+                mysql_async::Error::Io(mysql_async::IoError::Tls(_)) => ConnectFailure::Tls,
+                mysql_async::Error::Io(_) => ConnectFailure::Unreachable,
+                _ => ConnectFailure::Other,
+            };
+            e.connect_error(cause, &error.to_string())
+        })
+    }
+
+    /// Drops and recreates the five contract tables.
+    pub fn create_tables(&self) -> Result<(), SourceError> {
+        block_on(async {
+            let mut conn = self.connect().await?;
+            for table in Table::ALL {
+                let drop = format!("DROP TABLE IF EXISTS {}", quote(table.name()));
+                conn.query_drop(drop)
+                    .await
+                    .map_err(|e| sql_error(table, e))?;
+                conn.query_drop(create_table_sql(table))
+                    .await
+                    .map_err(|e| sql_error(table, e))?;
+            }
+            conn.disconnect().await.ok();
+            Ok(())
+        })?
+    }
+
+    /// Checks that the five tables have the contract's columns with fitting
+    /// types; fails listing every difference.
+    pub fn check_tables(&self) -> Result<(), SourceError> {
+        block_on(async {
+            let mut conn = self.connect().await?;
+            let mut differences = Vec::new();
+            for table in Table::ALL {
+                differences.extend(self.table_differences(&mut conn, table).await?);
+            }
+            conn.disconnect().await.ok();
+            if differences.is_empty() {
+                Ok(())
+            } else {
+                Err(SourceError::Schema {
+                    source_name: self.endpoint.describe(),
+                    differences,
+                })
+            }
+        })?
+    }
+
+    async fn table_differences(
+        &self,
+        conn: &mut Conn,
+        table: Table,
+    ) -> Result<Vec<String>, SourceError> {
+        let rows: Vec<(String, String, Option<i64>, Option<i64>)> = conn
+            .exec(
+                "SELECT column_name, data_type, numeric_precision, numeric_scale \
+                 FROM information_schema.columns \
+                 WHERE table_schema = DATABASE() AND table_name = ?",
+                (table.name(),),
+            )
+            .await
+            .map_err(|e| sql_error(table, e))?;
+        let found: Vec<CatalogColumn> = rows
+            .into_iter()
+            .map(|(name, data_type, precision, scale)| CatalogColumn {
+                name,
+                data_type: data_type.to_ascii_lowercase(),
+                precision,
+                scale,
+            })
+            .collect();
+        Ok(schema_differences(table, &found))
+    }
+
+    /// Streams `table` in batches of `batch_rows`; returns the rows read.
+    /// `sink` runs outside the async driver, so it may block.
+    pub fn read_table(
+        &self,
+        table: Table,
+        batch_rows: usize,
+        mut sink: impl FnMut(RecordBatch) -> Result<(), SourceError>,
+    ) -> Result<u64, SourceError> {
+        let mut conn = block_on(self.connect())??;
+        let columns: Vec<String> = table.columns().iter().map(|c| quote(c.name)).collect();
+        let sql = format!("SELECT {} FROM {}", columns.join(", "), quote(table.name()));
+        let mut result = block_on(conn.query_iter(sql))?.map_err(|e| self.read_error(table, e))?;
+        let mut rows = TextRows::new(table, batch_rows);
+        loop {
+            let next = block_on(async {
+                while let Some(row) = result.next().await.map_err(|e| self.read_error(table, e))? {
+                    let cells = (0..row.len()).map(|i| match row.as_ref(i) {
+                        Some(mysql_async::Value::Bytes(bytes)) => Some(bytes.as_slice()),
+                        _ => None,
+                    });
+                    if let Some(batch) = rows.push(cells)? {
+                        return Ok(Some(batch));
+                    }
+                }
+                Ok::<_, SourceError>(None)
+            })??;
+            match next {
+                Some(batch) => sink(batch)?,
+                None => break,
+            }
+        }
+        drop(result);
+        block_on(conn.disconnect())?.ok();
+        let (last, count) = rows.finish();
+        if let Some(batch) = last {
+            sink(batch)?;
+        }
+        Ok(count)
+    }
+
+    /// An error while a table streams: a lost connection can be retried.
+    fn read_error(&self, table: Table, error: mysql_async::Error) -> SourceError {
+        match error {
+            mysql_async::Error::Io(_) | mysql_async::Error::Driver(_) => SourceError::Dropped {
+                source_name: self.endpoint.describe(),
+                table,
+                message: error.to_string(),
+            },
+            mysql_async::Error::Server(ref s) if is_connection_killed(s.code) => {
+                SourceError::Dropped {
+                    source_name: self.endpoint.describe(),
+                    table,
+                    message: error.to_string(),
+                }
+            }
+            other => sql_error(table, other),
+        }
+    }
+
+    /// Opens a loader that inserts with multi-row `INSERT`s.
+    pub fn loader(&self) -> Result<MysqlLoader, SourceError> {
+        let conn = block_on(self.connect())??;
+        Ok(MysqlLoader { conn })
+    }
+}
+
+/// Server errors that mean the connection was killed or the server is going
+/// away (ER_SERVER_SHUTDOWN, ER_QUERY_INTERRUPTED, ER_CONNECTION_KILLED).
+fn is_connection_killed(code: u16) -> bool {
+    matches!(code, 1053 | 1317 | 1927)
+}
+
+/// Loads generated batches into MySQL.
+pub struct MysqlLoader {
+    conn: Conn,
+}
+
+impl MysqlLoader {
+    /// Inserts every row of `batch` into `table`.
+    pub fn insert(&mut self, table: Table, batch: &RecordBatch) -> Result<(), SourceError> {
+        let options = FormatOptions::default();
+        let literals = SqlLiterals::new(table, batch, &options);
+        let head = format!("INSERT INTO {} VALUES ", quote(table.name()));
+        block_on(async {
+            let mut start = 0;
+            while start < batch.num_rows() {
+                let end = (start + INSERT_ROWS).min(batch.num_rows());
+                let mut sql = head.clone();
+                for row in start..end {
+                    if row > start {
+                        sql.push_str(", ");
+                    }
+                    literals.write_row(row, &mut sql);
+                }
+                self.conn
+                    .query_drop(sql)
+                    .await
+                    .map_err(|e| sql_error(table, e))?;
+                start = end;
+            }
+            Ok(())
+        })?
+    }
+
+    /// Ends the load (each `INSERT` committed on its own).
+    pub fn commit(self) -> Result<(), SourceError> {
+        block_on(self.conn.disconnect())?.map_err(|e| SourceError::Load {
+            message: e.to_string(),
+        })
+    }
+}
+
+fn ssl_opts(endpoint: &Endpoint) -> Option<SslOpts> {
+    let base = || {
+        let opts = SslOpts::default();
+        match &endpoint.ca_file {
+            Some(file) => opts
+                .with_root_certs(vec![file.clone().into()])
+                .with_disable_built_in_roots(true),
+            None => opts,
+        }
+    };
+    match endpoint.tls {
+        TlsMode::Disable | TlsMode::Prefer => None,
+        TlsMode::Require => Some(
+            base()
+                .with_danger_accept_invalid_certs(true)
+                .with_danger_skip_domain_validation(true),
+        ),
+        TlsMode::VerifyCa => Some(base().with_danger_skip_domain_validation(true)),
+        TlsMode::VerifyFull => Some(base()),
+    }
+}
+
+fn create_table_sql(table: Table) -> String {
+    let columns: Vec<String> = table
+        .columns()
+        .iter()
+        .map(|c| {
+            let not_null = if c.not_null { " NOT NULL" } else { "" };
+            format!("  {} {}{}", quote(c.name), c.sql_type, not_null)
+        })
+        .collect();
+    format!(
+        "CREATE TABLE {} (\n{}\n)",
+        quote(table.name()),
+        columns.join(",\n")
+    )
+}
+
+fn sql_error(table: Table, error: mysql_async::Error) -> SourceError {
+    let message = match &error {
+        mysql_async::Error::Server(s) if s.code == 1146 => format!(
+            "{}; create the contract tables (`shelfline datagen` does)",
+            s.message
+        ),
+        _ => error.to_string(),
+    };
+    SourceError::Sql { table, message }
+}
+
+/// Quotes an identifier from the contract (never from user input).
+fn quote(identifier: &str) -> String {
+    format!("`{identifier}`")
+}
