@@ -13,7 +13,10 @@ use mysql_async::{Conn, OptsBuilder, SslOpts};
 
 use super::SourceError;
 use super::endpoint::{ConnectFailure, Endpoint, TlsMode};
-use super::network::{CatalogColumn, SqlLiterals, TextRows, block_on, schema_differences};
+use super::network::{
+    CatalogColumn, SqlLiterals, TextRows, block_on, create_table_sql, schema_differences,
+    schema_result,
+};
 use crate::schema::Table;
 
 /// Rows per multi-row `INSERT` when loading.
@@ -69,7 +72,7 @@ impl MysqlSource {
                 conn.query_drop(drop)
                     .await
                     .map_err(|e| sql_error(table, e))?;
-                conn.query_drop(create_table_sql(table))
+                conn.query_drop(create_table_sql(table, quote))
                     .await
                     .map_err(|e| sql_error(table, e))?;
             }
@@ -88,14 +91,7 @@ impl MysqlSource {
                 differences.extend(self.table_differences(&mut conn, table).await?);
             }
             conn.disconnect().await.ok();
-            if differences.is_empty() {
-                Ok(())
-            } else {
-                Err(SourceError::Schema {
-                    source_name: self.endpoint.describe(),
-                    differences,
-                })
-            }
+            schema_result(self.endpoint.describe(), differences)
         })?
     }
 
@@ -257,22 +253,6 @@ fn ssl_opts(endpoint: &Endpoint) -> Option<SslOpts> {
         TlsMode::VerifyCa => Some(base().with_danger_skip_domain_validation(true)),
         TlsMode::VerifyFull => Some(base()),
     }
-}
-
-fn create_table_sql(table: Table) -> String {
-    let columns: Vec<String> = table
-        .columns()
-        .iter()
-        .map(|c| {
-            let not_null = if c.not_null { " NOT NULL" } else { "" };
-            format!("  {} {}{}", quote(c.name), c.sql_type, not_null)
-        })
-        .collect();
-    format!(
-        "CREATE TABLE {} (\n{}\n)",
-        quote(table.name()),
-        columns.join(",\n")
-    )
 }
 
 fn sql_error(table: Table, error: mysql_async::Error) -> SourceError {

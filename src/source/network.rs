@@ -162,6 +162,35 @@ fn type_fits(kind: Kind, column: &CatalogColumn) -> bool {
     }
 }
 
+/// The outcome of a schema check: fails with every difference found.
+pub fn schema_result(source_name: String, differences: Vec<String>) -> Result<(), SourceError> {
+    if differences.is_empty() {
+        Ok(())
+    } else {
+        Err(SourceError::Schema {
+            source_name,
+            differences,
+        })
+    }
+}
+
+/// The DDL of contract section 1 for `table`, identifiers quoted by `quote`.
+pub fn create_table_sql(table: Table, quote: fn(&str) -> String) -> String {
+    let columns: Vec<String> = table
+        .columns()
+        .iter()
+        .map(|c| {
+            let not_null = if c.not_null { " NOT NULL" } else { "" };
+            format!("  {} {}{}", quote(c.name), c.sql_type, not_null)
+        })
+        .collect();
+    format!(
+        "CREATE TABLE {} (\n{}\n)",
+        quote(table.name()),
+        columns.join(",\n")
+    )
+}
+
 /// Formats the values of a batch as SQL literals, row by row.
 pub struct SqlLiterals<'a> {
     kinds: Vec<Kind>,

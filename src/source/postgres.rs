@@ -20,7 +20,9 @@ use tokio_postgres::{Client, NoTls};
 
 use super::SourceError;
 use super::endpoint::{ConnectFailure, Endpoint, TlsMode};
-use super::network::{CatalogColumn, TextRows, block_on, schema_differences};
+use super::network::{
+    CatalogColumn, TextRows, block_on, create_table_sql, schema_differences, schema_result,
+};
 use crate::raw::csv::CsvEncoder;
 use crate::schema::Table;
 
@@ -88,7 +90,7 @@ impl PostgresSource {
                 let sql = format!(
                     "DROP TABLE IF EXISTS {};\n{}",
                     quote(table.name()),
-                    create_table_sql(table)
+                    create_table_sql(table, quote)
                 );
                 client
                     .batch_execute(&sql)
@@ -108,14 +110,7 @@ impl PostgresSource {
             for table in Table::ALL {
                 differences.extend(self.table_differences(&client, table).await?);
             }
-            if differences.is_empty() {
-                Ok(())
-            } else {
-                Err(SourceError::Schema {
-                    source_name: self.endpoint.describe(),
-                    differences,
-                })
-            }
+            schema_result(self.endpoint.describe(), differences)
         })?
     }
 
@@ -292,22 +287,6 @@ fn sql_error(table: Table, error: &tokio_postgres::Error) -> SourceError {
         message.push_str("; create the contract tables (`shelfline datagen` does)");
     }
     SourceError::Sql { table, message }
-}
-
-fn create_table_sql(table: Table) -> String {
-    let columns: Vec<String> = table
-        .columns()
-        .iter()
-        .map(|c| {
-            let not_null = if c.not_null { " NOT NULL" } else { "" };
-            format!("  {} {}{}", quote(c.name), c.sql_type, not_null)
-        })
-        .collect();
-    format!(
-        "CREATE TABLE {} (\n{}\n)",
-        quote(table.name()),
-        columns.join(",\n")
-    )
 }
 
 /// Quotes an identifier from the contract (never from user input).
