@@ -385,3 +385,52 @@ fn mariadb_killed_connection_is_retried_and_exhausted_retries_leave_nothing() {
 fn postgres_killed_connection_is_retried_and_exhausted_retries_leave_nothing() {
     killed_connection_is_retried("postgres", "SHELFLINE_TEST_POSTGRES_FAULTS_URL");
 }
+
+#[test]
+fn tls_verified_against_the_servers_ca_and_refused_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = test_server("SHELFLINE_TEST_TLS_CA");
+    for (var, mode, verified) in [
+        (
+            "SHELFLINE_TEST_MYSQL_TLS_URL",
+            "ssl-mode=REQUIRED",
+            "ssl-mode=VERIFY_IDENTITY&ssl-ca=",
+        ),
+        (
+            "SHELFLINE_TEST_POSTGRES_TLS_URL",
+            "sslmode=require",
+            "sslmode=verify-full&sslrootcert=",
+        ),
+    ] {
+        let url = test_server(var);
+        let required = format!("{url}?{mode}");
+        run(shelfline(dir.path()).args([
+            "datagen", "--sf", "0.01", "--days", "7", "--source", &required,
+        ]));
+        let with_ca = format!("{url}?{verified}{ca}");
+        let raw = format!("raw-{var}");
+        let report = run(shelfline(dir.path()).args([
+            "extract",
+            "--date",
+            "2025-01-07",
+            "--raw",
+            &raw,
+            "--source",
+            &with_ca,
+        ]));
+        assert!(report.contains("rows of 5 tables"), "{report}");
+
+        let without_ca = format!("{url}?{}", verified.split('&').next().unwrap());
+        let refused = fails(shelfline(dir.path()).args([
+            "extract",
+            "--date",
+            "2025-01-07",
+            "--raw",
+            "raw-refused",
+            "--source",
+            &without_ca,
+        ]));
+        assert!(refused.contains("TLS"), "{refused}");
+        assert_eq!(refused.trim_end().lines().count(), 1, "{refused}");
+    }
+}

@@ -14,8 +14,8 @@ use mysql_async::{Conn, OptsBuilder, SslOpts};
 use super::SourceError;
 use super::endpoint::{ConnectFailure, Endpoint, TlsMode};
 use super::network::{
-    CatalogColumn, SqlLiterals, TextRows, block_on, create_table_sql, schema_differences,
-    schema_result,
+    CatalogColumn, SqlLiterals, TextRows, block_on, create_table_sql, install_crypto_provider,
+    schema_differences, schema_result,
 };
 use crate::schema::Table;
 
@@ -38,24 +38,39 @@ impl MysqlSource {
     }
 
     /// Opens a connection, telling refused connections, bad credentials and
-    /// unknown databases apart.
+    /// unknown databases apart. `PREFERRED` tries TLS (unverified) first and
+    /// falls back to plain TCP when the server has no TLS, as the `mysql`
+    /// client does.
     pub async fn connect(&self) -> Result<Conn, SourceError> {
+        install_crypto_provider();
         let e = &self.endpoint;
-        let opts = OptsBuilder::default()
-            .ip_or_hostname(e.host.clone())
-            .tcp_port(e.port)
-            .user(Some(e.user.clone()))
-            .pass(e.password.as_ref().map(|p| p.expose().to_string()))
-            .db_name(Some(e.database.clone()))
-            .prefer_socket(false)
-            .ssl_opts(ssl_opts(e));
-        Conn::new(opts).await.map_err(|error| {
+        let opts = |ssl: Option<SslOpts>| {
+            OptsBuilder::default()
+                .ip_or_hostname(e.host.clone())
+                .tcp_port(e.port)
+                .user(Some(e.user.clone()))
+                .pass(e.password.as_ref().map(|p| p.expose().to_string()))
+                .db_name(Some(e.database.clone()))
+                .prefer_socket(false)
+                .ssl_opts(ssl)
+        };
+        let connected = match Conn::new(opts(ssl_opts(e))).await {
+            Err(mysql_async::Error::Driver(
+                mysql_async::DriverError::NoClientSslFlagFromServer,
+            )) if e.tls == TlsMode::Prefer => Conn::new(opts(None)).await,
+            other => other,
+        };
+        connected.map_err(|error| {
             let cause = match &error {
                 mysql_async::Error::Server(s) if s.code == 1045 => ConnectFailure::Authentication,
                 mysql_async::Error::Server(s) if matches!(s.code, 1044 | 1049) => {
                     ConnectFailure::UnknownDatabase
                 }
                 mysql_async::Error::Io(mysql_async::IoError::Tls(_)) => ConnectFailure::Tls,
+                // rustls errors arrive as plain I/O errors.
+                mysql_async::Error::Io(io) if is_tls_failure(&io.to_string()) => {
+                    ConnectFailure::Tls
+                }
                 mysql_async::Error::Io(_) => ConnectFailure::Unreachable,
                 _ => ConnectFailure::Other,
             };
@@ -187,6 +202,13 @@ impl MysqlSource {
     }
 }
 
+fn is_tls_failure(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    ["certificate", "tls", "handshake"]
+        .iter()
+        .any(|word| message.contains(word))
+}
+
 /// Server errors that mean the connection was killed or the server is going
 /// away (ER_SERVER_SHUTDOWN, ER_QUERY_INTERRUPTED, ER_CONNECTION_KILLED).
 fn is_connection_killed(code: u16) -> bool {
@@ -244,8 +266,8 @@ fn ssl_opts(endpoint: &Endpoint) -> Option<SslOpts> {
         }
     };
     match endpoint.tls {
-        TlsMode::Disable | TlsMode::Prefer => None,
-        TlsMode::Require => Some(
+        TlsMode::Disable => None,
+        TlsMode::Prefer | TlsMode::Require => Some(
             base()
                 .with_danger_accept_invalid_certs(true)
                 .with_danger_skip_domain_validation(true),

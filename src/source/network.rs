@@ -32,6 +32,18 @@ pub fn block_on<F: Future>(future: F) -> Result<F::Output, SourceError> {
     }
 }
 
+/// Installs aws-lc-rs as the process's TLS crypto provider, once. The MySQL
+/// driver's rustls asks for the process default, and the build links two
+/// providers (aws-lc-rs and ring, through other crates), so rustls cannot
+/// pick one by itself.
+pub fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // An error means another part of the process installed one first.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    });
+}
+
 /// Builds the batches of one table from rows of text cells (`None` = NULL).
 pub struct TextRows {
     table: Table,
