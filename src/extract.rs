@@ -258,15 +258,13 @@ fn encode_table(
     };
     let rows = match format {
         RawFormat::CsvGz => {
-            let gzip = GzEncoder::new(output, flate2::Compression::new(6));
+            let gzip = GzipThread::start(output);
             let mut csv = CsvEncoder::new(gzip, table).map_err(|e| sink_error(&e))?;
             let rows = source.read_table(table, SOURCE_BATCH_ROWS, |batch| {
                 csv.write(&batch).map_err(|e| sink_error(&e))
             })?;
             let gzip = csv.finish().map_err(|e| sink_error(&e))?;
-            gzip.finish()
-                .and_then(ChunkWriter::finish)
-                .map_err(|e| sink_error(&e))?;
+            gzip.finish().map_err(|e| sink_error(&e))?;
             rows
         }
         RawFormat::Parquet => {
@@ -287,6 +285,76 @@ fn encode_table(
 }
 
 /// A blocking `Write` that hands fixed-size chunks to an async uploader.
+/// Gzip (level 6) on a thread of its own: the CSV written here goes to it in
+/// chunks, so reading and encoding a table and compressing it use two
+/// cores. At most two chunks wait between them.
+struct GzipThread {
+    buffer: Vec<u8>,
+    tx: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+}
+
+impl GzipThread {
+    fn start(output: ChunkWriter) -> Self {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
+        let thread = std::thread::spawn(move || {
+            let mut gzip = GzEncoder::new(output, flate2::Compression::new(6));
+            for chunk in rx {
+                gzip.write_all(&chunk)?;
+            }
+            gzip.finish()?.finish()
+        });
+        GzipThread {
+            buffer: Vec::with_capacity(CHUNK_BYTES),
+            tx: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    fn send(&mut self) -> std::io::Result<()> {
+        let chunk = std::mem::replace(&mut self.buffer, Vec::with_capacity(CHUNK_BYTES));
+        let sent = self.tx.as_ref().map(|tx| tx.send(chunk).is_ok());
+        if sent == Some(true) {
+            Ok(())
+        } else {
+            // The thread stopped: its error says why.
+            self.join()
+                .and(Err(std::io::Error::other("the compressor stopped")))
+        }
+    }
+
+    fn join(&mut self) -> std::io::Result<()> {
+        self.tx = None;
+        match self.thread.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(std::io::Error::other("the compressor panicked")),
+            None => Ok(()),
+        }
+    }
+
+    /// Compresses what is left, ends the gzip stream and sends it on.
+    fn finish(mut self) -> std::io::Result<()> {
+        if !self.buffer.is_empty() {
+            self.send()?;
+        }
+        self.join()
+    }
+}
+
+impl Write for GzipThread {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.buffer.extend_from_slice(buf);
+        if self.buffer.len() >= CHUNK_BYTES {
+            self.send()?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 struct ChunkWriter {
     buffer: Vec<u8>,
     tx: mpsc::Sender<Bytes>,
