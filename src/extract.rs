@@ -289,13 +289,12 @@ fn encode_table(
 /// chunks, so reading and encoding a table and compressing it use two
 /// cores. At most two chunks wait between them.
 struct GzipThread {
-    buffer: Vec<u8>,
-    tx: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
-    thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+    chunks: ChunkWriter<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    thread: std::thread::JoinHandle<std::io::Result<()>>,
 }
 
 impl GzipThread {
-    fn start(output: ChunkWriter) -> Self {
+    fn start(output: ChunkWriter<mpsc::Sender<Bytes>>) -> Self {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
         let thread = std::thread::spawn(move || {
             let mut gzip = GzEncoder::new(output, flate2::Compression::new(6));
@@ -305,49 +304,26 @@ impl GzipThread {
             gzip.finish()?.finish()
         });
         GzipThread {
-            buffer: Vec::with_capacity(CHUNK_BYTES),
-            tx: Some(tx),
-            thread: Some(thread),
+            chunks: ChunkWriter::new(tx),
+            thread,
         }
     }
 
-    fn send(&mut self) -> std::io::Result<()> {
-        let chunk = std::mem::replace(&mut self.buffer, Vec::with_capacity(CHUNK_BYTES));
-        let sent = self.tx.as_ref().map(|tx| tx.send(chunk).is_ok());
-        if sent == Some(true) {
-            Ok(())
-        } else {
-            // The thread stopped: its error says why.
-            self.join()
-                .and(Err(std::io::Error::other("the compressor stopped")))
-        }
-    }
-
-    fn join(&mut self) -> std::io::Result<()> {
-        self.tx = None;
-        match self.thread.take().map(std::thread::JoinHandle::join) {
-            Some(Ok(result)) => result,
-            Some(Err(_)) => Err(std::io::Error::other("the compressor panicked")),
-            None => Ok(()),
-        }
-    }
-
-    /// Compresses what is left, ends the gzip stream and sends it on.
-    fn finish(mut self) -> std::io::Result<()> {
-        if !self.buffer.is_empty() {
-            self.send()?;
-        }
-        self.join()
+    /// Compresses what is left, ends the gzip stream and sends it on. When
+    /// the compressor stopped early, its own error says why.
+    fn finish(self) -> std::io::Result<()> {
+        let sent = self.chunks.finish();
+        let compressed = self
+            .thread
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the compressor panicked")));
+        compressed.and(sent)
     }
 }
 
 impl Write for GzipThread {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.buffer.extend_from_slice(buf);
-        if self.buffer.len() >= CHUNK_BYTES {
-            self.send()?;
-        }
-        Ok(buf.len())
+        self.chunks.write(buf)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
@@ -355,16 +331,36 @@ impl Write for GzipThread {
     }
 }
 
-struct ChunkWriter {
-    buffer: Vec<u8>,
-    tx: mpsc::Sender<Bytes>,
+/// Where [`ChunkWriter`] hands its full chunks.
+trait ChunkSink {
+    fn send_chunk(&self, chunk: Vec<u8>) -> std::io::Result<()>;
 }
 
-impl ChunkWriter {
-    fn new(tx: mpsc::Sender<Bytes>) -> Self {
+impl ChunkSink for mpsc::Sender<Bytes> {
+    fn send_chunk(&self, chunk: Vec<u8>) -> std::io::Result<()> {
+        self.blocking_send(Bytes::from(chunk))
+            .map_err(|_| std::io::Error::other("the upload stopped"))
+    }
+}
+
+impl ChunkSink for std::sync::mpsc::SyncSender<Vec<u8>> {
+    fn send_chunk(&self, chunk: Vec<u8>) -> std::io::Result<()> {
+        self.send(chunk)
+            .map_err(|_| std::io::Error::other("the compressor stopped"))
+    }
+}
+
+/// Collects written bytes into chunks of [`CHUNK_BYTES`] for a [`ChunkSink`].
+struct ChunkWriter<S: ChunkSink> {
+    buffer: Vec<u8>,
+    sink: S,
+}
+
+impl<S: ChunkSink> ChunkWriter<S> {
+    fn new(sink: S) -> Self {
         ChunkWriter {
             buffer: Vec::with_capacity(CHUNK_BYTES),
-            tx,
+            sink,
         }
     }
 
@@ -373,9 +369,7 @@ impl ChunkWriter {
             return Ok(());
         }
         let chunk = std::mem::replace(&mut self.buffer, Vec::with_capacity(CHUNK_BYTES));
-        self.tx
-            .blocking_send(Bytes::from(chunk))
-            .map_err(|_| std::io::Error::other("the upload stopped"))
+        self.sink.send_chunk(chunk)
     }
 
     /// Sends what is left.
@@ -384,7 +378,7 @@ impl ChunkWriter {
     }
 }
 
-impl Write for ChunkWriter {
+impl<S: ChunkSink> Write for ChunkWriter<S> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.buffer.extend_from_slice(buf);
         if self.buffer.len() >= CHUNK_BYTES {

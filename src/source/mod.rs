@@ -171,6 +171,22 @@ impl Source {
     }
 }
 
+/// `SELECT` of `table`'s contract columns in contract order, each column
+/// spelled by `column` from its quoted name and the table name quoted by
+/// `quote` (identifiers come from the contract, never from user input).
+fn select_sql(
+    table: Table,
+    quote: fn(&str) -> String,
+    column: impl Fn(String) -> String,
+) -> String {
+    let columns: Vec<String> = table
+        .columns()
+        .iter()
+        .map(|c| column(quote(c.name)))
+        .collect();
+    format!("SELECT {} FROM {}", columns.join(", "), quote(table.name()))
+}
+
 /// A bulk loader into a source.
 pub enum Loader {
     Sqlite(SqliteLoader),

@@ -145,8 +145,7 @@ impl MysqlSource {
         mut sink: impl FnMut(RecordBatch) -> Result<(), SourceError>,
     ) -> Result<u64, SourceError> {
         let mut conn = block_on(self.connect())??;
-        let columns: Vec<String> = table.columns().iter().map(|c| quote(c.name)).collect();
-        let sql = format!("SELECT {} FROM {}", columns.join(", "), quote(table.name()));
+        let sql = super::select_sql(table, quote, |name| name);
         let mut result = block_on(conn.query_iter(sql))?.map_err(|e| self.read_error(table, e))?;
         let mut rows = TextRows::new(table, batch_rows);
         loop {

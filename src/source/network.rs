@@ -44,6 +44,10 @@ pub fn install_crypto_provider() {
     });
 }
 
+/// The widest contract table's width, with room to spare: a row's values
+/// live in a fixed array, so the hot path allocates nothing.
+const MAX_COLUMNS: usize = 32;
+
 /// Builds the batches of one table from rows of text cells (`None` = NULL).
 pub struct TextRows {
     table: Table,
@@ -54,6 +58,10 @@ pub struct TextRows {
 
 impl TextRows {
     pub fn new(table: Table, batch_rows: usize) -> Self {
+        assert!(
+            table.columns().len() <= MAX_COLUMNS,
+            "contract tables have at most {MAX_COLUMNS} columns"
+        );
         TextRows {
             table,
             builder: BatchBuilder::new(table, batch_rows),
@@ -68,7 +76,7 @@ impl TextRows {
         cells: impl Iterator<Item = Option<&'a [u8]>>,
     ) -> Result<Option<RecordBatch>, SourceError> {
         self.rows += 1;
-        let mut values = [Value::Null; 32];
+        let mut values = [Value::Null; MAX_COLUMNS];
         let columns = self.table.columns();
         for ((value, column), cell) in values.iter_mut().zip(columns).zip(cells) {
             if let Some(text) = cell {

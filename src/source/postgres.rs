@@ -149,12 +149,7 @@ impl PostgresSource {
         mut sink: impl FnMut(RecordBatch) -> Result<(), SourceError>,
     ) -> Result<u64, SourceError> {
         let client = block_on(self.connect())??;
-        let columns: Vec<String> = table
-            .columns()
-            .iter()
-            .map(|c| format!("{}::text", quote(c.name)))
-            .collect();
-        let sql = format!("SELECT {} FROM {}", columns.join(", "), quote(table.name()));
+        let sql = super::select_sql(table, quote, |name| format!("{name}::text"));
         let stream = block_on(client.query_raw(&sql, std::iter::empty::<&str>()))?
             .map_err(|e| self.read_error(table, &e))?;
         let mut stream = Box::pin(stream);

@@ -93,8 +93,7 @@ impl SqliteSource {
         mut sink: impl FnMut(RecordBatch) -> Result<(), SourceError>,
     ) -> Result<u64, SourceError> {
         let conn = self.open(false)?;
-        let columns: Vec<String> = table.columns().iter().map(|c| quote(c.name)).collect();
-        let sql = format!("SELECT {} FROM {}", columns.join(", "), quote(table.name()));
+        let sql = super::select_sql(table, quote, |name| name);
         let mut statement = conn.prepare(&sql).map_err(|e| SourceError::sql(table, e))?;
         let mut rows = statement
             .query([])
