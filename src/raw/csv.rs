@@ -113,19 +113,7 @@ impl<R: Read> CsvDecoder<R> {
             match parse_row(self.table, &self.record, &self.parse, &mut cells) {
                 Ok(()) => builder.push_projected(&cells, &self.projection),
                 Err(problem) => {
-                    let bad = BadRow {
-                        table: self.table,
-                        file: self.file.clone(),
-                        line,
-                        column: problem.column.to_string(),
-                        problem: problem.message,
-                        record: self
-                            .record
-                            .iter()
-                            .map(String::from_utf8_lossy)
-                            .collect::<Vec<_>>()
-                            .join(","),
-                    };
+                    let bad = problem.into_bad_row(self.table, &self.file, line, &self.record);
                     self.quarantine.admit(bad)?;
                 }
             }
@@ -193,9 +181,34 @@ fn strip_bom(field: &[u8]) -> &[u8] {
 
 /// Why a row was rejected: the column and what is wrong with its value.
 #[derive(Debug)]
-struct RowProblem {
+pub(super) struct RowProblem {
     column: &'static str,
     message: String,
+}
+
+impl RowProblem {
+    /// The quarantine's record of the rejected `record`, which starts on
+    /// `line` of `file`.
+    pub(super) fn into_bad_row(
+        self,
+        table: Table,
+        file: &str,
+        line: u64,
+        record: &csv::ByteRecord,
+    ) -> BadRow {
+        BadRow {
+            table,
+            file: file.to_string(),
+            line,
+            column: self.column.to_string(),
+            problem: self.message,
+            record: record
+                .iter()
+                .map(String::from_utf8_lossy)
+                .collect::<Vec<_>>()
+                .join(","),
+        }
+    }
 }
 
 /// An empty vector with the allocation of `cells`, for values borrowing
@@ -207,7 +220,7 @@ fn recycle<'b>(mut cells: Vec<Value<'_>>) -> Vec<Value<'b>> {
 
 /// Parses the fields marked in `parse` into `cells`, one per column (NULL
 /// for the fields not parsed).
-fn parse_row<'a>(
+pub(super) fn parse_row<'a>(
     table: Table,
     record: &'a csv::ByteRecord,
     parse: &[bool],
@@ -328,7 +341,7 @@ pub fn parse_decimal(field: &[u8], precision: u8, scale: i8) -> Result<i128, Str
     Ok(if negative { -value } else { value })
 }
 
-fn parse_date(field: &[u8]) -> Result<i32, String> {
+pub(super) fn parse_date(field: &[u8]) -> Result<i32, String> {
     let invalid = || "expected a date YYYY-MM-DD".to_string();
     let [y1, y2, y3, y4, b'-', m1, m2, b'-', d1, d2] = *field else {
         return Err(invalid());

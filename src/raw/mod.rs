@@ -10,6 +10,7 @@ pub mod chunks;
 pub mod csv;
 pub mod facts;
 pub mod manifest;
+pub mod plain;
 pub mod quarantine;
 pub mod reader;
 

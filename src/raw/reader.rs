@@ -33,6 +33,7 @@ use tokio::sync::mpsc::Sender;
 use super::chunks::{CHUNK_BYTES, Chunk, Chunker};
 use super::csv::CsvDecoder;
 use super::facts::{FactsBuilder, ScanFacts};
+use super::plain::{PlainDecoder, is_plain};
 use super::quarantine::Quarantine;
 use super::{ManifestEntry, RawError, RawFile, RawFormat};
 use crate::schema::Table;
@@ -221,17 +222,7 @@ impl Scan {
         tx: &Sender<datafusion::error::Result<RecordBatch>>,
     ) -> Result<bool, RawError> {
         while let Some(chunk) = self.next_chunk()? {
-            let mut decoder = CsvDecoder::projected(
-                chunk.bytes.as_slice(),
-                self.source.file.table,
-                pass.file.clone(),
-                Arc::clone(&self.source.quarantine),
-                pass.decoded.clone(),
-                pass.validating(),
-            );
-            if chunk.index > 0 {
-                decoder = decoder.continuing_at(chunk.first_line);
-            }
+            let mut decoder = self.chunk_decoder(&chunk, pass);
             while let Some(batch) = decoder.next_batch()? {
                 if tx.blocking_send(Ok(pass.output(batch)?)).is_err() {
                     return Ok(false);
@@ -243,6 +234,37 @@ impl Scan {
             shared.facts.extend(facts.map(|f| (chunk.index, f)));
         }
         Ok(true)
+    }
+
+    /// The fast decoder for a chunk of plain rows, the general one for the
+    /// first chunk (it holds the header) and any other.
+    fn chunk_decoder<'c>(&self, chunk: &'c Chunk, pass: &Pass) -> ChunkDecoder<'c> {
+        let table = self.source.file.table;
+        let quarantine = Arc::clone(&self.source.quarantine);
+        let (file, decoded) = (pass.file.clone(), pass.decoded.clone());
+        if chunk.index > 0 && is_plain(&chunk.bytes) {
+            return ChunkDecoder::Plain(PlainDecoder::new(
+                &chunk.bytes,
+                table,
+                file,
+                quarantine,
+                decoded,
+                pass.validating(),
+                chunk.first_line,
+            ));
+        }
+        let decoder = CsvDecoder::projected(
+            chunk.bytes.as_slice(),
+            table,
+            file,
+            quarantine,
+            decoded,
+            pass.validating(),
+        );
+        ChunkDecoder::General(match chunk.index {
+            0 => decoder,
+            _ => decoder.continuing_at(chunk.first_line),
+        })
     }
 
     /// Decodes this partition's row groups of a Parquet file (every
@@ -355,6 +377,28 @@ impl Scan {
         self.shared
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The decoder of one chunk of a CSV file.
+enum ChunkDecoder<'c> {
+    Plain(PlainDecoder<'c>),
+    General(CsvDecoder<&'c [u8]>),
+}
+
+impl ChunkDecoder<'_> {
+    fn next_batch(&mut self) -> Result<Option<RecordBatch>, RawError> {
+        match self {
+            ChunkDecoder::Plain(decoder) => decoder.next_batch(),
+            ChunkDecoder::General(decoder) => decoder.next_batch(),
+        }
+    }
+
+    fn rows(&self) -> u64 {
+        match self {
+            ChunkDecoder::Plain(decoder) => decoder.rows(),
+            ChunkDecoder::General(decoder) => decoder.rows(),
+        }
     }
 }
 
@@ -581,7 +625,11 @@ mod tests {
         writer.write(&builder.finish()).unwrap();
         writer.close().unwrap();
 
-        let raw = Location::parse(&dir.path().display().to_string()).unwrap();
+        let raw = Location::parse(
+            &dir.path().display().to_string(),
+            &crate::config::S3Config::default(),
+        )
+        .unwrap();
         let file = RawFile {
             table,
             format: RawFormat::Parquet,
