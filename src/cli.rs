@@ -17,7 +17,8 @@ use crate::raw::RawFormat;
 pub struct Cli {
     /// TOML configuration file (keys: source, password_file, source_attempts,
     /// source_retry_backoff_ms, raw, lake, raw_format, error_budget,
-    /// vacuum_retention_hours, target_partitions, memory_limit_mb).
+    /// vacuum_retention_hours, target_partitions, memory_limit_mb,
+    /// lake_lock_wait_secs, and the [s3] table).
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
     #[command(subcommand)]
@@ -115,10 +116,10 @@ pub struct Locations {
     /// Source database URL (sqlite://PATH, mysql://USER@HOST:PORT/DB, postgres://USER@HOST:PORT/DB)
     #[arg(long, value_name = "URL")]
     pub source: Option<String>,
-    /// Raw zone URL (file://DIR or a path, memory://NAME).
+    /// Raw zone URL (file://DIR or a path, s3://BUCKET/PREFIX, memory://NAME).
     #[arg(long, value_name = "URL")]
     pub raw: Option<String>,
-    /// Lake URL (file://DIR or a path, memory://NAME).
+    /// Lake URL (file://DIR or a path, s3://BUCKET/PREFIX, memory://NAME).
     #[arg(long, value_name = "URL")]
     pub lake: Option<String>,
 }

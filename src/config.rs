@@ -51,6 +51,55 @@ pub struct Config {
     /// Memory DataFusion's operators may hold before they spill, in MiB
     /// (default: no limit besides the machine's).
     pub memory_limit_mb: Option<usize>,
+    /// Seconds a run waits for another run's hold on the lake (the writer
+    /// lock) before it fails; 0 fails at once.
+    pub lake_lock_wait_secs: u64,
+    /// How `s3://` locations are reached.
+    pub s3: S3Config,
+}
+
+/// The `[s3]` table: how `s3://bucket/prefix` locations are reached. The
+/// standard AWS variables (`AWS_ENDPOINT_URL`, `AWS_REGION`,
+/// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`,
+/// `AWS_ALLOW_HTTP`) override these keys.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Config {
+    /// Endpoint of an S3-compatible server, e.g. `http://127.0.0.1:9000`
+    /// (default: AWS's endpoint for the region).
+    pub endpoint: Option<String>,
+    /// Region of the buckets.
+    pub region: String,
+    /// Whether an `http://` endpoint may be used (plain text: only on a
+    /// trusted network).
+    pub allow_http: bool,
+    /// `https://bucket.host/key` instead of path-style `https://host/bucket/key`.
+    pub virtual_hosted_style: bool,
+    /// Access key id (the secret comes from `AWS_SECRET_ACCESS_KEY` or
+    /// `secret_access_key_file`, never from this file).
+    pub access_key_id: Option<String>,
+    /// File holding the secret access key.
+    pub secret_access_key_file: Option<PathBuf>,
+    /// Retries of a request that failed with a 5xx, a throttling reply, a
+    /// timeout or a dropped connection; the wait doubles from 100 ms.
+    pub max_retries: usize,
+    /// Seconds after which a failing request is not retried any more.
+    pub retry_timeout_secs: u64,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        S3Config {
+            endpoint: None,
+            region: "us-east-1".to_string(),
+            allow_http: false,
+            virtual_hosted_style: false,
+            access_key_id: None,
+            secret_access_key_file: None,
+            max_retries: 10,
+            retry_timeout_secs: 180,
+        }
+    }
 }
 
 impl Default for Config {
@@ -67,6 +116,27 @@ impl Default for Config {
             vacuum_retention_hours: 0,
             target_partitions: None,
             memory_limit_mb: None,
+            lake_lock_wait_secs: 300,
+            s3: S3Config::default(),
+        }
+    }
+}
+
+impl S3Config {
+    /// Applies the standard AWS variables (see [`S3Config`]).
+    fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) {
+        let var = |key: &str| var(key).filter(|v| !v.is_empty());
+        if let Some(endpoint) = var("AWS_ENDPOINT_URL_S3").or_else(|| var("AWS_ENDPOINT_URL")) {
+            self.endpoint = Some(endpoint);
+        }
+        if let Some(region) = var("AWS_REGION").or_else(|| var("AWS_DEFAULT_REGION")) {
+            self.region = region;
+        }
+        if let Some(key) = var("AWS_ACCESS_KEY_ID") {
+            self.access_key_id = Some(key);
+        }
+        if let Some(allow) = var("AWS_ALLOW_HTTP") {
+            self.allow_http = allow.eq_ignore_ascii_case("true") || allow == "1";
         }
     }
 }
@@ -119,6 +189,7 @@ impl Config {
                 *slot = value;
             }
         }
+        self.s3.apply_env(var);
     }
 }
 
@@ -138,6 +209,23 @@ mod tests {
 
         config.apply_env(|key| (key == "SHELFLINE_LAKE").then(|| "memory://".to_string()));
         assert_eq!(config.lake, "memory://");
+    }
+
+    #[test]
+    fn aws_variables_override_the_s3_table() {
+        let mut config: Config =
+            toml::from_str("[s3]\nregion = \"eu-west-1\"\nendpoint = \"https://s3.example\"\n")
+                .unwrap();
+        config.apply_env(|key| match key {
+            "AWS_ENDPOINT_URL" => Some("http://127.0.0.1:9000".to_string()),
+            "AWS_ALLOW_HTTP" => Some("true".to_string()),
+            "AWS_ACCESS_KEY_ID" => Some("AKIDEXAMPLE".to_string()),
+            _ => None,
+        });
+        assert_eq!(config.s3.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(config.s3.region, "eu-west-1");
+        assert!(config.s3.allow_http);
+        assert_eq!(config.s3.access_key_id.as_deref(), Some("AKIDEXAMPLE"));
     }
 
     #[test]

@@ -13,9 +13,18 @@
 //! all of them only after every check passed. Files a commit removed are then
 //! vacuumed (after `vacuum_retention_hours`, default at once), so that a
 //! plain Hive-Parquet reader of the folder sees exactly the committed rows.
+//!
+//! A publication holds the lake's writer lock ([`lock`]) from its first
+//! write to its last vacuum, so a second run waits, and vacuum may delete
+//! the files of a run that was killed mid-write. On S3 a commit is a
+//! put-if-absent of the next log entry (delta-rs's default log store with
+//! `If-None-Match: *`); no lock table is needed.
+
+mod lock;
 
 use object_store::ObjectStoreExt as _;
-use std::sync::Arc;
+use std::sync::{Arc, Once};
+use std::time::Duration;
 
 use chrono::NaiveDate;
 use datafusion::common::ScalarValue;
@@ -23,6 +32,7 @@ use datafusion::dataframe::DataFrame;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::properties::WriterProperties;
 use datafusion::prelude::{SessionContext, col, lit};
+use deltalake::logstore::{LogStore, LogStoreFactory, StorageConfig, default_logstore};
 use deltalake::operations::vacuum::VacuumMode;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
@@ -33,6 +43,7 @@ use crate::raw::csv::days_since_epoch;
 use crate::raw::quarantine::Quarantine;
 use crate::schema::{FACT_PARTITIONS, FACT_TABLE, SNAPSHOT_COLUMN, Table};
 use crate::storage::{Location, StorageError};
+pub use lock::LockError;
 
 /// A lake operation that failed.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +67,8 @@ pub enum LakeError {
     Quarantine { file: String, message: String },
     #[error(transparent)]
     Storage(#[from] StorageError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
 }
 
 impl LakeError {
@@ -150,11 +163,11 @@ impl Lake {
         let url = location.url().clone();
         let delta_error = LakeError::delta(name, &url);
         let mut builder = DeltaTableBuilder::from_url(url.clone()).map_err(&delta_error)?;
-        if url.scheme() == "memory" {
-            // Share the process-wide in-memory store rather than a fresh one.
-            let store = Arc::clone(self.root.store());
-            let root = self.root.url().clone();
-            builder = builder.with_storage_backend(store, root);
+        if let Some((store, base)) = location.base() {
+            // The bucket's store as configured (endpoint, credentials,
+            // retries, conditional put), or the process-wide in-memory one.
+            register_s3_log_store();
+            builder = builder.with_storage_backend(Arc::clone(store), base.clone());
         }
         let mut table = builder.build().map_err(&delta_error)?;
         if !self.has_log(&location).await? {
@@ -188,8 +201,20 @@ impl Lake {
 
     /// Commits the dimension snapshots of the run's date, then the fact
     /// table, then vacuums and writes the quarantine file (if rows were set
-    /// aside).
+    /// aside), all under the lake's writer lock.
     pub async fn publish(
+        &self,
+        publication: Publication<'_>,
+        config: &Config,
+    ) -> Result<PublishReport, LakeError> {
+        let wait = Duration::from_secs(config.lake_lock_wait_secs);
+        let lock = lock::WriterLock::acquire(&self.root, wait).await?;
+        let result = self.publish_locked(publication, config).await;
+        lock.release().await;
+        result
+    }
+
+    async fn publish_locked(
         &self,
         publication: Publication<'_>,
         config: &Config,
@@ -260,8 +285,11 @@ impl Lake {
         if let Some(predicate) = replace_where {
             builder = builder.with_replace_where(predicate);
         }
+        tracing::info!(table = name, "committing");
         let table = builder.await.map_err(LakeError::delta(name, &url))?;
-        Ok(table.version().unwrap_or_default())
+        let version = table.version().unwrap_or_default();
+        tracing::info!(table = name, version, "committed");
+        Ok(version)
     }
 
     /// Deletes data files that commits removed more than `retention_hours` ago
@@ -277,7 +305,9 @@ impl Lake {
             .with_mode(VacuumMode::Full)
             .await
             .map_err(LakeError::delta(name, &url))?;
-        Ok(metrics.files_deleted.len())
+        let files = metrics.files_deleted.len();
+        tracing::info!(table = name, files, "vacuumed");
+        Ok(files)
     }
 
     async fn write_quarantine(
@@ -306,6 +336,7 @@ impl Lake {
     /// each dimension `<dim>_snapshots` (every snapshot, with
     /// `snapshot_date`) and `<dim>` (the latest snapshot, contract columns).
     pub async fn register(&self, ctx: &SessionContext) -> Result<(), LakeError> {
+        self.root.verify().await?;
         self.register_table(ctx, FACT_TABLE, FACT_TABLE).await?;
         for table in Table::DIMENSIONS {
             let snapshots = format!("{}_snapshots", table.name());
@@ -357,5 +388,36 @@ impl Lake {
                 source,
             })?;
         Ok(())
+    }
+}
+
+/// Makes delta-rs commit to `s3://` tables with its default log store: a
+/// commit is a put-if-absent of the next log entry, which the S3 store
+/// sends as `If-None-Match: *` (see [`crate::storage`]).
+fn register_s3_log_store() {
+    static REGISTER: Once = Once::new();
+    REGISTER.call_once(|| {
+        let scheme = Url::parse("s3://").expect("a constant URL parses");
+        deltalake::logstore::logstore_factories().insert(scheme, Arc::new(PutIfAbsentLogStore));
+    });
+}
+
+/// delta-rs's default log store, for a scheme it has no factory for.
+struct PutIfAbsentLogStore;
+
+impl LogStoreFactory for PutIfAbsentLogStore {
+    fn with_options(
+        &self,
+        prefixed_store: deltalake::logstore::ObjectStoreRef,
+        root_store: deltalake::logstore::ObjectStoreRef,
+        location: &Url,
+        options: &StorageConfig,
+    ) -> deltalake::DeltaResult<Arc<dyn LogStore>> {
+        Ok(default_logstore(
+            prefixed_store,
+            root_store,
+            location,
+            options,
+        ))
     }
 }

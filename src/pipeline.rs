@@ -12,7 +12,7 @@ use crate::extract::{self, ExtractError, ExtractReport};
 use crate::lake::Lake;
 use crate::raw::{self, CheckReport, RawError, RawFormat};
 use crate::source::{Source, SourceError};
-use crate::storage::Location;
+use crate::storage::{Location, StorageError};
 use crate::transform::{self, TransformError, TransformReport};
 
 /// A pipeline failure, by stage.
@@ -28,6 +28,8 @@ pub enum PipelineError {
     Check(#[from] RawError),
     #[error("transform: {0}")]
     Transform(#[from] TransformError),
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
 }
 
 /// The stages, ready to run against the configured locations.
@@ -55,10 +57,10 @@ impl Pipeline {
         let source = Source::from_url(&config.source, config.password_file.as_deref())
             .map_err(|e| problems.push(format!("source: {e}")))
             .ok();
-        let raw = Location::parse(&config.raw)
+        let raw = Location::parse(&config.raw, &config.s3)
             .map_err(|e| problems.push(format!("raw: {e}")))
             .ok();
-        let lake = Location::parse(&config.lake)
+        let lake = Location::parse(&config.lake, &config.s3)
             .map_err(|e| problems.push(format!("lake: {e}")))
             .ok();
         match (source, raw, lake) {
@@ -92,6 +94,7 @@ impl Pipeline {
         date: NaiveDate,
         format: RawFormat,
     ) -> Result<ExtractReport, PipelineError> {
+        self.raw.verify().await?;
         let retry = extract::Retry {
             attempts: self.config.source_attempts.max(1),
             backoff: Duration::from_millis(self.config.source_retry_backoff_ms),
@@ -101,11 +104,14 @@ impl Pipeline {
 
     /// Checks that the raw set of `date` is complete and matches its manifest.
     pub async fn check(&self, date: NaiveDate) -> Result<CheckReport, PipelineError> {
+        self.raw.verify().await?;
         Ok(raw::check(&self.raw, date).await?)
     }
 
     /// Transforms the raw set of `date` and publishes the lake tables.
     pub async fn transform(&self, date: NaiveDate) -> Result<TransformReport, PipelineError> {
+        self.raw.verify().await?;
+        self.lake.root().verify().await?;
         Ok(transform::transform(&self.config, &self.raw, &self.lake, date).await?)
     }
 

@@ -1,20 +1,34 @@
-//! Object stores chosen by URL: `file://` (local folder, the default) and
-//! `memory://` (tests). The raw zone and the lake are each one [`Location`].
+//! Object stores chosen by URL: `file://` (local folder, the default),
+//! `s3://bucket/prefix` (AWS S3 or an S3-compatible server, configured by
+//! [`S3Config`]) and `memory://` (tests). The raw zone and the lake are each
+//! one [`Location`].
+//!
+//! S3 requests that fail with a 5xx, a throttling reply, a timeout or a
+//! dropped connection are retried with exponential backoff (object_store's
+//! retry policy, bounded by `max_retries` and `retry_timeout_secs`). The
+//! secret key is handed to the S3 client and nowhere else: messages name a
+//! location by its URL and endpoint only.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
 
 use object_store::ObjectStore;
+use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
+use object_store::{BackoffConfig, RetryConfig};
 use url::Url;
+
+use crate::config::S3Config;
 
 /// A storage URL that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     #[error(
-        "storage location '{url}' is not supported: use file://DIR (or a plain path) or memory://NAME"
+        "storage location '{url}' is not supported: use file://DIR (or a plain path), s3://BUCKET/PREFIX or memory://NAME"
     )]
     Unsupported { url: String },
     #[error("cannot create folder {path}: {source}")]
@@ -24,6 +38,39 @@ pub enum StorageError {
     },
     #[error("invalid storage location '{url}': {reason}")]
     Invalid { url: String, reason: String },
+    #[error(
+        "S3 endpoint {endpoint} is plain http: set allow_http = true in [s3] (or AWS_ALLOW_HTTP=true) if the network is trusted, or use https"
+    )]
+    HttpNotAllowed { endpoint: String },
+    #[error(
+        "no S3 credentials for {url}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or access_key_id and secret_access_key_file in [s3])"
+    )]
+    NoCredentials { url: String },
+    #[error("cannot read the S3 secret key file {path}: {source}")]
+    SecretFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "bucket '{bucket}' does not exist at {endpoint}: create it (e.g. `aws s3 mb s3://{bucket}`) or fix the URL"
+    )]
+    NoBucket { bucket: String, endpoint: String },
+    #[error(
+        "access to bucket '{bucket}' at {endpoint} was refused ({reason}): check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or access_key_id and secret_access_key_file in [s3]) and the bucket's policy"
+    )]
+    Denied {
+        bucket: String,
+        endpoint: String,
+        reason: String,
+    },
+    #[error(
+        "cannot reach bucket '{bucket}' at {endpoint}: {reason}; check the endpoint (AWS_ENDPOINT_URL or endpoint in [s3]) and that the server is up"
+    )]
+    Unreachable {
+        bucket: String,
+        endpoint: String,
+        reason: String,
+    },
 }
 
 /// A root folder in an object store: the raw zone or the lake.
@@ -31,20 +78,29 @@ pub enum StorageError {
 pub struct Location {
     url: Url,
     store: Arc<dyn ObjectStore>,
+    /// The store of the whole bucket (`s3://`) or name (`memory://`), and
+    /// its URL: what delta-rs wants, as it finds a table's folder itself.
+    base: Option<(Arc<dyn ObjectStore>, Url)>,
+    /// Where an `s3://` location's server is, for messages.
+    endpoint: Option<String>,
 }
 
 impl Location {
-    /// Parses `file://DIR`, a plain path, or `memory://NAME`.
+    /// Parses `file://DIR`, a plain path, `s3://BUCKET/PREFIX` (reached
+    /// as `s3` says) or `memory://NAME`.
     ///
     /// Relative `file://./dir` paths are resolved against the current
     /// directory, and the folder is created, so the embedded defaults work
     /// on a fresh machine.
-    pub fn parse(text: &str) -> Result<Location, StorageError> {
+    pub fn parse(text: &str, s3: &S3Config) -> Result<Location, StorageError> {
         if let Some(name) = text.strip_prefix("memory://") {
             return Ok(memory_location(name));
         }
         if let Some(path) = text.strip_prefix("file://") {
             return local_location(path);
+        }
+        if text.starts_with("s3://") {
+            return s3_location(text, s3);
         }
         if text.contains("://") {
             return Err(StorageError::Unsupported {
@@ -77,7 +133,47 @@ impl Location {
             Arc::clone(&self.store),
             name,
         ));
-        Ok(Location { url, store })
+        Ok(Location {
+            url,
+            store,
+            base: self.base.clone(),
+            endpoint: self.endpoint.clone(),
+        })
+    }
+
+    /// The store of the whole bucket (or in-memory store) holding this
+    /// location, with its URL; `None` for local folders.
+    pub fn base(&self) -> Option<&(Arc<dyn ObjectStore>, Url)> {
+        self.base.as_ref()
+    }
+
+    /// Checks that an `s3://` location can be listed, turning a missing
+    /// bucket, refused credentials or an unreachable server into one line
+    /// that says what to do. Other locations need no check.
+    pub async fn verify(&self) -> Result<(), StorageError> {
+        let Some(endpoint) = &self.endpoint else {
+            return Ok(());
+        };
+        let bucket = self.url.host_str().unwrap_or_default().to_string();
+        let endpoint = endpoint.clone();
+        let Err(error) = self.store.list_with_delimiter(None).await else {
+            return Ok(());
+        };
+        let failure = S3Failure::of(&error);
+        let reason = failure.reason;
+        Err(match failure.kind {
+            S3FailureKind::NoBucket => StorageError::NoBucket { bucket, endpoint },
+            S3FailureKind::Denied => StorageError::Denied {
+                bucket,
+                endpoint,
+                reason,
+            },
+            S3FailureKind::Other => StorageError::Unreachable {
+                bucket,
+                endpoint,
+                reason,
+            },
+        })
     }
 
     /// The local folder behind a `file://` location.
@@ -125,6 +221,8 @@ fn local_location(path: &str) -> Result<Location, StorageError> {
     Ok(Location {
         url,
         store: Arc::new(store),
+        base: None,
+        endpoint: None,
     })
 }
 
@@ -143,7 +241,164 @@ fn memory_location(name: &str) -> Location {
     );
     let url = Url::parse(&format!("memory://{name}/"))
         .unwrap_or_else(|_| Url::parse("memory://default/").expect("a constant URL parses"));
-    Location { url, store }
+    let store: Arc<dyn ObjectStore> = store;
+    Location {
+        base: Some((Arc::clone(&store), url.clone())),
+        url,
+        store,
+        endpoint: None,
+    }
+}
+
+/// An `s3://bucket/prefix` location. The secret key comes from
+/// `AWS_SECRET_ACCESS_KEY`, else `secret_access_key_file`.
+fn s3_location(text: &str, s3: &S3Config) -> Result<Location, StorageError> {
+    let invalid = |reason: &str| StorageError::Invalid {
+        url: text.to_string(),
+        reason: reason.to_string(),
+    };
+    let url = Url::parse(text).map_err(|e| invalid(&e.to_string()))?;
+    let bucket = url
+        .host_str()
+        .filter(|b| !b.is_empty())
+        .ok_or_else(|| invalid("no bucket: write s3://BUCKET/PREFIX"))?
+        .to_string();
+    let prefix = url.path().trim_matches('/').to_string();
+    let endpoint = s3
+        .endpoint
+        .clone()
+        .unwrap_or_else(|| format!("https://s3.{}.amazonaws.com", s3.region));
+    if endpoint.starts_with("http://") && !s3.allow_http {
+        return Err(StorageError::HttpNotAllowed { endpoint });
+    }
+    let mut builder = AmazonS3Builder::new()
+        .with_bucket_name(&bucket)
+        .with_region(&s3.region)
+        .with_endpoint(&endpoint)
+        .with_allow_http(s3.allow_http)
+        .with_virtual_hosted_style_request(s3.virtual_hosted_style)
+        // Put-if-absent as `If-None-Match: *`: what the lake's commits need.
+        .with_conditional_put(S3ConditionalPut::ETagMatch)
+        .with_retry(RetryConfig {
+            backoff: BackoffConfig::default(),
+            max_retries: s3.max_retries,
+            retry_timeout: Duration::from_secs(s3.retry_timeout_secs),
+        });
+    // Static keys only: without them the client would ask the instance
+    // metadata service, which is no place to send a request unasked.
+    let (Some(key), Some(secret)) = (&s3.access_key_id, s3_secret(s3)?) else {
+        return Err(StorageError::NoCredentials {
+            url: text.to_string(),
+        });
+    };
+    builder = builder
+        .with_access_key_id(key)
+        .with_secret_access_key(secret);
+    if let Some(token) = std::env::var("AWS_SESSION_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+    {
+        builder = builder.with_token(token);
+    }
+    let bucket_store: Arc<dyn ObjectStore> =
+        Arc::new(builder.build().map_err(|e| invalid(&s3_reason(&e)))?);
+    let bucket_url = Url::parse(&format!("s3://{bucket}/")).map_err(|e| invalid(&e.to_string()))?;
+    let (url, store) = if prefix.is_empty() {
+        (bucket_url.clone(), Arc::clone(&bucket_store))
+    } else {
+        let url = bucket_url
+            .join(&format!("{prefix}/"))
+            .map_err(|e| invalid(&e.to_string()))?;
+        let store: Arc<dyn ObjectStore> = Arc::new(object_store::prefix::PrefixStore::new(
+            Arc::clone(&bucket_store),
+            prefix.as_str(),
+        ));
+        (url, store)
+    };
+    Ok(Location {
+        url,
+        store,
+        base: Some((bucket_store, bucket_url)),
+        endpoint: Some(endpoint),
+    })
+}
+
+fn s3_secret(s3: &S3Config) -> Result<Option<String>, StorageError> {
+    if let Some(secret) = std::env::var("AWS_SECRET_ACCESS_KEY")
+        .ok()
+        .filter(|s| !s.is_empty())
+    {
+        return Ok(Some(secret));
+    }
+    let Some(path) = &s3.secret_access_key_file else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path).map_err(|source| StorageError::SecretFile {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(Some(text.trim_end_matches(['\r', '\n']).to_string()))
+}
+
+/// What an S3 request's failure means for the user, and its gist.
+struct S3Failure {
+    kind: S3FailureKind,
+    reason: String,
+}
+
+enum S3FailureKind {
+    NoBucket,
+    Denied,
+    Other,
+}
+
+impl S3Failure {
+    /// object_store reports a failed list request as a generic error whose
+    /// text carries the HTTP status and the server's XML error, so they are
+    /// read from there.
+    fn of(error: &object_store::Error) -> S3Failure {
+        let text = error.to_string();
+        let code = between(&text, "<Code>", "</Code>");
+        let status = between(&text, "status code: ", ":");
+        let kind = match (error, code, status) {
+            (object_store::Error::NotFound { .. }, _, _)
+            | (_, Some("NoSuchBucket"), _)
+            | (_, None, Some("404 Not Found")) => S3FailureKind::NoBucket,
+            (
+                object_store::Error::PermissionDenied { .. }
+                | object_store::Error::Unauthenticated { .. },
+                _,
+                _,
+            )
+            | (_, _, Some("401 Unauthorized" | "403 Forbidden")) => S3FailureKind::Denied,
+            _ => S3FailureKind::Other,
+        };
+        S3Failure {
+            kind,
+            reason: s3_reason(error),
+        }
+    }
+}
+
+/// The gist of an S3 error: the server's error code and message, else the
+/// HTTP status, else the last cause, without the request's details.
+fn s3_reason(error: &object_store::Error) -> String {
+    let text = error.to_string();
+    if let Some(code) = between(&text, "<Code>", "</Code>") {
+        let message = between(&text, "<Message>", "</Message>").unwrap_or_default();
+        return format!("{code}: {message}");
+    }
+    if let Some(status) = between(&text, "status code: ", ":") {
+        return status.to_string();
+    }
+    let last = text.rsplit(" - ").next().unwrap_or(&text);
+    last.lines().next().unwrap_or_default().trim().to_string()
+}
+
+/// The text between the first `start` and the next `end`.
+fn between<'t>(text: &'t str, start: &str, end: &str) -> Option<&'t str> {
+    let rest = &text[text.find(start)? + start.len()..];
+    Some(&rest[..rest.find(end)?])
 }
 
 /// Joins path segments below a root.
@@ -159,8 +414,8 @@ mod tests {
 
     #[tokio::test]
     async fn memory_locations_are_shared_by_name() {
-        let a = Location::parse("memory://shared-test").unwrap();
-        let b = Location::parse("memory://shared-test").unwrap();
+        let a = Location::parse("memory://shared-test", &S3Config::default()).unwrap();
+        let b = Location::parse("memory://shared-test", &S3Config::default()).unwrap();
         a.store()
             .put(&path(&["x"]), Bytes::from_static(b"1").into())
             .await
@@ -172,14 +427,102 @@ mod tests {
     fn relative_file_urls_become_absolute() {
         let dir = tempfile::tempdir().unwrap();
         let text = format!("file://{}/lake", dir.path().display());
-        let location = Location::parse(&text).unwrap();
+        let location = Location::parse(&text, &S3Config::default()).unwrap();
         assert_eq!(location.url().scheme(), "file");
         assert!(location.local_dir().unwrap().ends_with("lake"));
     }
 
     #[test]
     fn unknown_schemes_name_the_url() {
-        let err = Location::parse("ftp://host/x").unwrap_err().to_string();
+        let err = Location::parse("ftp://host/x", &S3Config::default())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("ftp://host/x"), "{err}");
+    }
+
+    /// S3 settings for a server on loopback with a secret in a file.
+    fn loopback_s3(dir: &tempfile::TempDir) -> S3Config {
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "do-not-print-me\n").unwrap();
+        S3Config {
+            endpoint: Some("http://127.0.0.1:1".to_string()),
+            allow_http: true,
+            access_key_id: Some("AKID".to_string()),
+            secret_access_key_file: Some(secret),
+            max_retries: 0,
+            ..S3Config::default()
+        }
+    }
+
+    #[test]
+    fn s3_locations_keep_the_bucket_store_and_refuse_plain_http_unless_allowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s3 = S3Config {
+            allow_http: false,
+            ..loopback_s3(&dir)
+        };
+        let err = Location::parse("s3://lake/prod", &s3)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("allow_http"), "{err}");
+        s3.allow_http = true;
+        let location = Location::parse("s3://lake/prod/", &s3).unwrap();
+        assert_eq!(location.url().as_str(), "s3://lake/prod/");
+        let child = location.child("weekly").unwrap();
+        assert_eq!(child.url().as_str(), "s3://lake/prod/weekly/");
+        assert_eq!(child.base().unwrap().1.as_str(), "s3://lake/");
+        let err = Location::parse("s3:///x", &s3).unwrap_err().to_string();
+        assert!(err.contains("no bucket"), "{err}");
+        s3.access_key_id = None;
+        let err = Location::parse("s3://lake", &s3).unwrap_err().to_string();
+        assert!(err.contains("AWS_ACCESS_KEY_ID"), "{err}");
+    }
+
+    /// The texts object_store gives for a list request that failed, as
+    /// seen from moto and from a closed port.
+    #[test]
+    fn s3_failures_are_read_from_the_status_and_the_server_error() {
+        let cases = [
+            (
+                "Error performing GET http://h/b?list-type=2 in 7ms - Server returned non-2xx status code: 404 Not Found: <?xml version=\"1.0\"?>\n<Error><Code>NoSuchBucket</Code><Message>The specified bucket does not exist</Message></Error>",
+                "no bucket",
+                "NoSuchBucket: The specified bucket does not exist",
+            ),
+            (
+                "Error performing GET http://h/b in 517ms - Server returned non-2xx status code: 403 Forbidden: <?xml version=\"1.0\"?>\n<Error><Code>InvalidAccessKeyId</Code><Message>The AWS Access Key Id you provided does not exist in our records.</Message></Error>",
+                "denied",
+                "InvalidAccessKeyId: The AWS Access Key Id you provided does not exist in our records.",
+            ),
+            (
+                "Error performing GET http://h/b in 1.4s, after 10 retries, max_retries: 10, retry_timeout: 180s  - HTTP error: error sending request",
+                "other",
+                "HTTP error: error sending request",
+            ),
+        ];
+        for (text, kind, reason) in cases {
+            let error = object_store::Error::Generic {
+                store: "S3",
+                source: text.into(),
+            };
+            let failure = S3Failure::of(&error);
+            let seen = match failure.kind {
+                S3FailureKind::NoBucket => "no bucket",
+                S3FailureKind::Denied => "denied",
+                S3FailureKind::Other => "other",
+            };
+            assert_eq!((seen, failure.reason.as_str()), (kind, reason), "{text}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_s3_server_is_one_line_naming_bucket_and_endpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let location = Location::parse("s3://lake/prod", &loopback_s3(&dir)).unwrap();
+        let err = location.verify().await.unwrap_err().to_string();
+        assert!(err.contains("bucket 'lake'"), "{err}");
+        assert!(err.contains("http://127.0.0.1:1"), "{err}");
+        assert!(!err.contains("do-not-print-me"), "{err}");
+        assert!(!format!("{location:?}").contains("do-not-print-me"));
+        assert_eq!(err.lines().count(), 1, "{err}");
     }
 }

@@ -16,6 +16,8 @@ use shelfline::pipeline::Pipeline;
 use shelfline::query;
 use shelfline::schema::Table;
 
+pub mod s3;
+
 /// The golden fixture's logical date.
 pub const GOLDEN_DATE: &str = "2026-01-10";
 
@@ -129,5 +131,57 @@ impl Workspace {
     /// The current version of a lake table.
     pub async fn version(&self, table: &str) -> Option<u64> {
         self.pipeline.lake.version(table).await.unwrap()
+    }
+}
+
+/// The fact table's Float64 columns (contract section 3.1): compared within
+/// a relative 1e-9, since a sum of floats depends on the order it is added in.
+pub const FLOAT_COLUMNS: [&str; 4] = [
+    "avg_sales_price",
+    "in_stock_pct",
+    "potential_low_stock_impact",
+    "weeks_of_supply",
+];
+
+/// Asserts two CSV renderings of the same queries are equal (see
+/// [`csv_difference`]).
+pub fn assert_same_csv(left: &str, right: &str, what: &str) {
+    if let Some(difference) = csv_difference(left, right) {
+        panic!("{what}: {difference}");
+    }
+}
+
+/// The first difference between two CSV renderings of the same queries:
+/// every field must be equal, except those under a [`FLOAT_COLUMNS`]
+/// header, which must be within a relative 1e-9.
+pub fn csv_difference(left: &str, right: &str) -> Option<String> {
+    let (l, r): (Vec<&str>, Vec<&str>) = (left.lines().collect(), right.lines().collect());
+    let mut floats: Vec<bool> = Vec::new();
+    for (at, (a, b)) in l.iter().zip(&r).enumerate() {
+        // Header lines start with a column name; data lines with a number
+        // or a date.
+        if a.starts_with(|c: char| c.is_alphabetic()) {
+            floats = a.split(',').map(|f| FLOAT_COLUMNS.contains(&f)).collect();
+        }
+        let (fa, fb): (Vec<&str>, Vec<&str>) = (a.split(',').collect(), b.split(',').collect());
+        let same =
+            fa.len() == fb.len()
+                && fa.iter().zip(&fb).enumerate().all(|(i, (x, y))| {
+                    x == y || (floats.get(i) == Some(&true) && floats_close(x, y))
+                });
+        if !same {
+            return Some(format!(
+                "line {} differs:\n  left:  {a}\n  right: {b}",
+                at + 1
+            ));
+        }
+    }
+    (l.len() != r.len()).then(|| format!("{} against {} lines", l.len(), r.len()))
+}
+
+fn floats_close(x: &str, y: &str) -> bool {
+    match (x.parse::<f64>(), y.parse::<f64>()) {
+        (Ok(a), Ok(b)) => (a - b).abs() <= 1e-9 * a.abs().max(b.abs()),
+        _ => false,
     }
 }
