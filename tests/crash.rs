@@ -223,25 +223,36 @@ impl Reader {
         }
     }
 
-    fn csv(&self, sql: &str) -> String {
+    /// A session over the lake as it is now: every table opened once.
+    fn session(&self) -> SessionContext {
         let p = &self.pipeline;
+        let ctx = shelfline::engine::session(&p.config).unwrap();
+        self.runtime.block_on(p.lake.register(&ctx)).unwrap();
+        ctx
+    }
+
+    fn csv(&self, ctx: &SessionContext, sql: &str) -> String {
         let batches = self
             .runtime
-            .block_on(query::run(&p.lake, &p.config, sql))
-            .unwrap();
-        query::render(&batches, OutputFormat::Csv).unwrap()
+            .block_on(async { ctx.sql(sql).await?.collect().await });
+        query::render(&batches.unwrap(), OutputFormat::Csv).unwrap()
     }
 
     /// What a reader sees of each table (each is committed on its own):
     /// the fact table's rows, and each dimension's snapshots and rows.
     fn state(&self) -> Vec<String> {
+        let ctx = self.session();
         let fact = self.csv(
+            &ctx,
             "SELECT * FROM weekly_sales_inventory ORDER BY yr_num, wk_num, store_key, prod_key",
         );
         let snapshots = ["store", "product", "calendar"].map(|dim| {
-            self.csv(&format!(
-                "SELECT snapshot_date, count(*) AS n FROM {dim}_snapshots GROUP BY 1 ORDER BY 1"
-            ))
+            self.csv(
+                &ctx,
+                &format!(
+                    "SELECT snapshot_date, count(*) AS n FROM {dim}_snapshots GROUP BY 1 ORDER BY 1"
+                ),
+            )
         });
         [vec![fact], snapshots.to_vec()].concat()
     }
@@ -255,13 +266,14 @@ impl Reader {
             ("product", &["snapshot_date"]),
             ("calendar", &["snapshot_date"]),
         ];
+        let ctx = self.session();
         for (table, partitions) in tables {
             let delta_name = match table {
                 "weekly_sales_inventory" => table.to_string(),
                 dim => format!("{dim}_snapshots"),
             };
             let sql = "SELECT count(*) AS n FROM";
-            let committed = self.csv(&format!("{sql} {delta_name}"));
+            let committed = self.csv(&ctx, &format!("{sql} {delta_name}"));
             let plain = self.plain_csv(table, partitions, &format!("{sql} plain"));
             assert_eq!(
                 plain, committed,

@@ -4,7 +4,7 @@
 //!   big raw file uploaded in parts;
 //! - a missing bucket, refused credentials and an unreachable server are one
 //!   line each, and the secret key is never printed, even in debug logs;
-//! - two runs at once end with one consistent table; a run that finds the
+//! - two `run`s of a date at once end with one consistent table; a run that finds the
 //!   lake busy and may not wait fails saying who holds it;
 //! - a proxy that fails every third request with 503 changes nothing.
 
@@ -200,16 +200,15 @@ fn two_runs_at_once_end_with_one_consistent_table() {
     run(shelfline(dir.path(), &endpoint).args(["datagen", "--sf", "0.01", "--days", "60"]));
     let bucket = s3::new_bucket("concurrent");
     let (raw, lake) = (format!("s3://{bucket}/raw"), format!("s3://{bucket}/lake"));
-    run(shelfline(dir.path(), &endpoint).args(["extract", "--date", DATE, "--raw", &raw]));
-    let transform = |_| {
+    let run_date = || {
         shelfline(dir.path(), &endpoint)
             .env("SHELFLINE_LOG", "shelfline=info")
-            .args(["transform", "--date", DATE, "--raw", &raw, "--lake", &lake])
+            .args(["run", "--date", DATE, "--raw", &raw, "--lake", &lake])
             .output()
             .unwrap()
     };
     let outputs: Vec<Output> = std::thread::scope(|scope| {
-        let runs: Vec<_> = (0..2).map(|i| scope.spawn(move || transform(i))).collect();
+        let runs: Vec<_> = (0..2).map(|_| scope.spawn(run_date)).collect();
         runs.into_iter().map(|r| r.join().unwrap()).collect()
     });
     for output in &outputs {
