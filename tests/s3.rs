@@ -93,6 +93,28 @@ fn generate(dir: &Path) {
     run(shelfline(dir, &s3::endpoint()).args(["datagen", "--sf", "0.1"]));
 }
 
+/// A folder with a sqlite source of `days` days of SF 0.01 data, and the
+/// raw zone and lake URLs in a fresh bucket.
+struct Setup {
+    dir: tempfile::TempDir,
+    endpoint: String,
+    raw: String,
+    lake: String,
+}
+
+fn setup(test: &str, days: &str) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = s3::endpoint();
+    run(shelfline(dir.path(), &endpoint).args(["datagen", "--sf", "0.01", "--days", days]));
+    let bucket = s3::new_bucket(test);
+    Setup {
+        dir,
+        endpoint,
+        raw: format!("s3://{bucket}/raw"),
+        lake: format!("s3://{bucket}/lake"),
+    }
+}
+
 #[test]
 fn the_pipeline_on_s3_gives_the_lake_of_a_local_run() {
     let dir = tempfile::tempdir().unwrap();
@@ -195,11 +217,12 @@ fn conditional_writes_are_honoured_by_the_server() {
 
 #[test]
 fn two_runs_at_once_end_with_one_consistent_table() {
-    let dir = tempfile::tempdir().unwrap();
-    let endpoint = s3::endpoint();
-    run(shelfline(dir.path(), &endpoint).args(["datagen", "--sf", "0.01", "--days", "60"]));
-    let bucket = s3::new_bucket("concurrent");
-    let (raw, lake) = (format!("s3://{bucket}/raw"), format!("s3://{bucket}/lake"));
+    let Setup {
+        dir,
+        endpoint,
+        raw,
+        lake,
+    } = setup("concurrent", "60");
     let run_date = || {
         shelfline(dir.path(), &endpoint)
             .env("SHELFLINE_LOG", "shelfline=info")
@@ -262,11 +285,12 @@ fn two_runs_at_once_end_with_one_consistent_table() {
 
 #[test]
 fn a_busy_lake_fails_at_once_naming_the_holder_when_waiting_is_off() {
-    let dir = tempfile::tempdir().unwrap();
-    let endpoint = s3::endpoint();
-    run(shelfline(dir.path(), &endpoint).args(["datagen", "--sf", "0.01", "--days", "14"]));
-    let bucket = s3::new_bucket("busy");
-    let (raw, lake) = (format!("s3://{bucket}/raw"), format!("s3://{bucket}/lake"));
+    let Setup {
+        dir,
+        endpoint,
+        raw,
+        lake,
+    } = setup("busy", "14");
     let date = "2025-01-14";
     run(shelfline(dir.path(), &endpoint).args(["extract", "--date", date, "--raw", &raw]));
     // This test process holds the lock, as a run in progress would.
@@ -324,12 +348,13 @@ fn a_busy_lake_fails_at_once_naming_the_holder_when_waiting_is_off() {
 
 #[test]
 fn retries_carry_the_pipeline_through_a_server_failing_every_third_request() {
-    let dir = tempfile::tempdir().unwrap();
-    let endpoint = s3::endpoint();
-    run(shelfline(dir.path(), &endpoint).args(["datagen", "--sf", "0.01", "--days", "60"]));
-    let bucket = s3::new_bucket("faults");
+    let Setup {
+        dir,
+        endpoint,
+        raw,
+        lake,
+    } = setup("faults", "60");
     let proxy = FaultyProxy::start(&endpoint, 3);
-    let (raw, lake) = (format!("s3://{bucket}/raw"), format!("s3://{bucket}/lake"));
     run(shelfline(dir.path(), &proxy.endpoint)
         .args(["run", "--date", DATE, "--raw", &raw, "--lake", &lake]));
     let (seen, failed) = proxy.counts();
