@@ -242,15 +242,7 @@ fn two_runs_at_once_end_with_one_consistent_table() {
         );
     }
     let together = lake_contents(dir.path(), &endpoint, &lake);
-    run(shelfline(dir.path(), &endpoint).args([
-        "transform",
-        "--date",
-        DATE,
-        "--raw",
-        &raw,
-        "--lake",
-        &lake,
-    ]));
+    run(shelfline(dir.path(), &endpoint).args(transform(DATE, &raw, &lake)));
     let alone = lake_contents(dir.path(), &endpoint, &lake);
     common::assert_same_csv(&together, &alone, "two runs at once against one run");
     // Every commit of the fact table, the vacuums' included, took the
@@ -312,17 +304,11 @@ fn a_busy_lake_fails_at_once_naming_the_holder_when_waiting_is_off() {
         "lake_lock_wait_secs = 0\n",
     )
     .unwrap();
-    let err = fails(shelfline(dir.path(), &endpoint).args([
-        "--config",
-        "shelfline.toml",
-        "transform",
-        "--date",
-        date,
-        "--raw",
-        &raw,
-        "--lake",
-        &lake,
-    ]));
+    let err = fails(
+        shelfline(dir.path(), &endpoint)
+            .args(["--config", "shelfline.toml"])
+            .args(transform(date, &raw, &lake)),
+    );
     assert!(
         err.contains(&format!("process {}", std::process::id())),
         "{err}"
@@ -335,15 +321,13 @@ fn a_busy_lake_fails_at_once_naming_the_holder_when_waiting_is_off() {
     );
 
     runtime.block_on(location.store().delete(&lock)).unwrap();
-    run(shelfline(dir.path(), &endpoint).args([
-        "transform",
-        "--date",
-        date,
-        "--raw",
-        &raw,
-        "--lake",
-        &lake,
-    ]));
+    run(shelfline(dir.path(), &endpoint).args(transform(date, &raw, &lake)));
+}
+
+/// The arguments of `shelfline transform` for `date` between `raw` and
+/// `lake`.
+fn transform<'a>(date: &'a str, raw: &'a str, lake: &'a str) -> [&'a str; 7] {
+    ["transform", "--date", date, "--raw", raw, "--lake", lake]
 }
 
 #[test]
