@@ -303,24 +303,16 @@ fn s3_location(text: &str, s3: &S3Config) -> Result<Location, StorageError> {
     let bucket_store: Arc<dyn ObjectStore> =
         Arc::new(builder.build().map_err(|e| invalid(&s3_reason(&e)))?);
     let bucket_url = Url::parse(&format!("s3://{bucket}/")).map_err(|e| invalid(&e.to_string()))?;
-    let (url, store) = if prefix.is_empty() {
-        (bucket_url.clone(), Arc::clone(&bucket_store))
-    } else {
-        let url = bucket_url
-            .join(&format!("{prefix}/"))
-            .map_err(|e| invalid(&e.to_string()))?;
-        let store: Arc<dyn ObjectStore> = Arc::new(object_store::prefix::PrefixStore::new(
-            Arc::clone(&bucket_store),
-            prefix.as_str(),
-        ));
-        (url, store)
-    };
-    Ok(Location {
-        url,
-        store,
+    let whole_bucket = Location {
+        url: bucket_url.clone(),
+        store: Arc::clone(&bucket_store),
         base: Some((bucket_store, bucket_url)),
         endpoint: Some(endpoint),
-    })
+    };
+    match prefix.as_str() {
+        "" => Ok(whole_bucket),
+        prefix => whole_bucket.child(prefix),
+    }
 }
 
 fn s3_secret(s3: &S3Config) -> Result<Option<String>, StorageError> {

@@ -32,6 +32,11 @@ const RENEW_EVERY: Duration = Duration::from_secs(15);
 /// How often a waiting run looks at the lock again.
 const POLL: Duration = Duration::from_millis(250);
 
+/// Where the lock lives, below the lake's root.
+fn lock_path() -> Path {
+    crate::storage::path(&["_shelfline", "writer.lock"])
+}
+
 /// Why the lock could not be taken.
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
@@ -45,7 +50,7 @@ pub enum LockError {
         waited_secs: u64,
     },
     #[error(
-        "the storage of {lake} ignores conditional writes (a put-if-absent of an existing object succeeded): two writers could overwrite each other's commits. Use a server that supports `If-None-Match: *` (AWS S3, and the servers the README lists)"
+        "the storage of {lake} ignores conditional writes (a put-if-absent of an existing object succeeded): two writers could overwrite each other's commits. Use a server that supports `If-None-Match: *` (AWS S3 does since 2024)"
     )]
     NoConditionalPut { lake: String },
     #[error("the writer lock of {lake}: {source}")]
@@ -101,7 +106,7 @@ impl WriterLock {
     /// another run to release it.
     pub async fn acquire(root: &Location, wait: Duration) -> Result<WriterLock, LockError> {
         let store = Arc::clone(root.store());
-        let path = crate::storage::path(&["_shelfline", "writer.lock"]);
+        let path = lock_path();
         let lake = root.url().to_string();
         let store_error = |source| LockError::Store {
             lake: lake.clone(),
@@ -281,7 +286,7 @@ mod tests {
     #[tokio::test]
     async fn a_lock_of_a_dead_process_or_an_expired_lease_is_taken_over() {
         let root = lake("lock-stale");
-        let path = crate::storage::path(&["_shelfline", "writer.lock"]);
+        let path = lock_path();
         let dead = Holder {
             pid: u32::try_from(libc::pid_t::MAX).unwrap(),
             ..Holder::me()
