@@ -18,7 +18,7 @@ pub struct Cli {
     /// TOML configuration file (keys: source, password_file, source_attempts,
     /// source_retry_backoff_ms, raw, lake, raw_format, error_budget,
     /// vacuum_retention_hours, target_partitions, memory_limit_mb,
-    /// lake_lock_wait_secs, and the [s3] table).
+    /// lake_lock_wait_secs, and the [s3], [serve] and [notify] tables).
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
     #[command(subcommand)]
@@ -71,6 +71,37 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t)]
         format: OutputFormat,
     },
+    /// Run the orchestrator: schedules, queued runs, retries, notifications
+    /// and the HTTP API (Ctrl-C stops it; runs resume at the next start).
+    Serve {
+        /// Address of the HTTP API (overrides `serve.bind`).
+        #[arg(long, value_name = "ADDR")]
+        bind: Option<String>,
+        #[command(flatten)]
+        locations: Locations,
+    },
+    /// Look at the run history and retry failed runs.
+    #[command(subcommand)]
+    Runs(RunsCommand),
+    /// Run each date from --from to --to in order, skipping dates that
+    /// already succeeded (unless --force); the schedules are not touched.
+    Backfill {
+        /// First logical date, YYYY-MM-DD.
+        #[arg(long)]
+        from: NaiveDate,
+        /// Last logical date, YYYY-MM-DD (inclusive).
+        #[arg(long)]
+        to: NaiveDate,
+        /// Run dates that already succeeded again.
+        #[arg(long)]
+        force: bool,
+        /// Extract from the source too (default: process the raw files
+        /// already in the raw zone).
+        #[arg(long)]
+        extract: bool,
+        #[command(flatten)]
+        locations: Locations,
+    },
     /// Generate a small data set, run the pipeline on it and show a few answers.
     Demo {
         /// Put the source, raw zone and lake in this folder instead of the
@@ -80,6 +111,32 @@ pub enum Command {
         /// Scale factor of the demo data.
         #[arg(long, default_value_t = 0.1)]
         sf: f64,
+    },
+}
+
+/// `runs` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// The latest runs, newest first.
+    List {
+        /// How many runs.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// Only runs in this state (queued, running, success, failed).
+        #[arg(long)]
+        state: Option<String>,
+    },
+    /// One run: its tasks, every attempt, errors and figures.
+    Show {
+        /// Run id (or its number in `runs list`).
+        id: String,
+    },
+    /// Run the failed tasks of a failed run again (and what follows them).
+    Retry {
+        /// Run id (or its number in `runs list`).
+        id: String,
+        #[command(flatten)]
+        locations: Locations,
     },
 }
 

@@ -6,10 +6,12 @@
 //! finally command-line flags. Unknown keys in the file are errors, so a typo
 //! never silently falls back to a default.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::orchestrator::notify::NotifyConfig;
 use crate::raw::RawFormat;
 
 /// Default source: an embedded SQLite database.
@@ -56,6 +58,96 @@ pub struct Config {
     pub lake_lock_wait_secs: u64,
     /// How `s3://` locations are reached.
     pub s3: S3Config,
+    /// The orchestrator (`shelfline serve`, `runs`, `backfill`).
+    pub serve: ServeConfig,
+    /// Who hears about sensor timeouts, failures and (optionally) successes.
+    pub notify: NotifyConfig,
+}
+
+/// The `[serve]` table: schedules, retries, the sensor, the run history and
+/// the HTTP API of the orchestrator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServeConfig {
+    /// The DAG's id in the API (`/api/v1/dags/{dag_id}/dagRuns`).
+    pub dag_id: String,
+    /// Address of the HTTP API.
+    pub bind: String,
+    /// The run history (SQLite file).
+    pub history: PathBuf,
+    /// IANA time zone of the schedules, e.g. `Europe/Paris`.
+    pub timezone: String,
+    /// Cron expression starting a run with extraction; empty = off (the
+    /// raw files come from another producer).
+    pub extract_schedule: String,
+    /// Cron expression before which a scheduled run's sensor does not
+    /// start; empty = right after extraction.
+    pub process_schedule: String,
+    /// Run every date missed while the daemon was down (else only the latest).
+    pub catchup: bool,
+    /// Runs executed at the same time.
+    pub max_active_runs: usize,
+    /// Seconds between two checks of the raw set by `wait_for_raw`.
+    pub poke_interval_secs: u64,
+    /// Seconds `wait_for_raw` waits for a complete raw set, from its first
+    /// check, before the run fails and the missing files are notified.
+    pub sensor_timeout_secs: u64,
+    /// Retries of a failed task (0 = none).
+    pub retries: u32,
+    /// Seconds before the first retry.
+    pub retry_delay_secs: u64,
+    /// Factor applied to the delay at each further retry.
+    pub retry_backoff: f64,
+    /// Longest delay between two attempts, in seconds.
+    pub max_retry_delay_secs: u64,
+    /// Per-task retry overrides, e.g. `[serve.tasks.publish] retries = 5`.
+    pub tasks: BTreeMap<String, TaskRetries>,
+    /// Credentials of the HTTP API.
+    pub auth: ApiAuth,
+}
+
+/// Retry settings of one task, overriding the `[serve]` defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TaskRetries {
+    pub retries: Option<u32>,
+    pub retry_delay_secs: Option<u64>,
+}
+
+/// The `[serve.auth]` table. Every endpoint but `/health` needs HTTP basic
+/// credentials or a bearer token; there is no default password.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiAuth {
+    /// User name for HTTP basic authentication.
+    pub username: Option<String>,
+    /// File holding the password (`SHELFLINE_API_PASSWORD` takes precedence).
+    pub password_file: Option<PathBuf>,
+    /// File holding a bearer token (`SHELFLINE_API_TOKEN` takes precedence).
+    pub token_file: Option<PathBuf>,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            dag_id: "shelfline".to_string(),
+            bind: "127.0.0.1:8080".to_string(),
+            history: PathBuf::from("./shelfline-data/history.db"),
+            timezone: "UTC".to_string(),
+            extract_schedule: "0 2 * * *".to_string(),
+            process_schedule: "0 3 * * *".to_string(),
+            catchup: false,
+            max_active_runs: 1,
+            poke_interval_secs: 60,
+            sensor_timeout_secs: 3600,
+            retries: 2,
+            retry_delay_secs: 60,
+            retry_backoff: 2.0,
+            max_retry_delay_secs: 3600,
+            tasks: BTreeMap::new(),
+            auth: ApiAuth::default(),
+        }
+    }
 }
 
 /// The `[s3]` table: how `s3://bucket/prefix` locations are reached. The
@@ -118,6 +210,8 @@ impl Default for Config {
             memory_limit_mb: None,
             lake_lock_wait_secs: 300,
             s3: S3Config::default(),
+            serve: ServeConfig::default(),
+            notify: NotifyConfig::default(),
         }
     }
 }

@@ -99,20 +99,14 @@ pub async fn extract(
     retry: Retry,
 ) -> Result<ExtractReport, ExtractError> {
     let started = Instant::now();
-    let checked = source.clone();
-    tokio::task::spawn_blocking(move || checked.check_tables())
-        .await
-        .map_err(|e| ExtractError::Write {
-            file: "(schema check)".to_string(),
-            message: e.to_string(),
-        })??;
+    check_source(source).await?;
     let tasks: Vec<_> = Table::ALL
         .into_iter()
         .map(|table| {
             let (source, raw) = (source.clone(), raw.clone());
-            tokio::spawn(async move {
-                extract_table_with_retry(&source, &raw, table, date, format, retry).await
-            })
+            tokio::spawn(
+                async move { extract_table(&source, &raw, table, date, format, retry).await },
+            )
         })
         .collect();
     let mut tables = Vec::new();
@@ -134,14 +128,8 @@ pub async fn extract(
     if let Some(error) = first_error {
         return Err(error);
     }
-    let manifest = Manifest {
-        date,
-        tables: tables
-            .iter()
-            .map(|t| (t.table.name().to_string(), t.entry.clone()))
-            .collect::<BTreeMap<_, _>>(),
-    };
-    manifest.write(raw).await?;
+    let entries = tables.iter().map(|t| (t.table, t.entry.clone()));
+    write_manifest(raw, date, entries).await?;
     Ok(ExtractReport {
         date,
         tables,
@@ -149,9 +137,40 @@ pub async fn extract(
     })
 }
 
-/// [`extract_table`], again from the table's start while the source
-/// connection drops and attempts remain.
-async fn extract_table_with_retry(
+/// Checks that the source holds the contract's tables with their columns.
+pub async fn check_source(source: &Source) -> Result<(), ExtractError> {
+    let checked = source.clone();
+    tokio::task::spawn_blocking(move || checked.check_tables())
+        .await
+        .map_err(|e| ExtractError::Write {
+            file: "(schema check)".to_string(),
+            message: e.to_string(),
+        })??;
+    Ok(())
+}
+
+/// Writes the manifest of `date` listing `entries`: the last file of a raw
+/// set, written once every table's file is in place.
+pub async fn write_manifest(
+    raw: &Location,
+    date: NaiveDate,
+    entries: impl IntoIterator<Item = (Table, ManifestEntry)>,
+) -> Result<(), ExtractError> {
+    let manifest = Manifest {
+        date,
+        tables: entries
+            .into_iter()
+            .map(|(table, entry)| (table.name().to_string(), entry))
+            .collect::<BTreeMap<_, _>>(),
+    };
+    manifest.write(raw).await?;
+    Ok(())
+}
+
+/// Extracts one table of `source` into its raw file for `date`; when the
+/// source connection drops, reads the table again from its start while
+/// `retry` allows.
+pub async fn extract_table(
     source: &Source,
     raw: &Location,
     table: Table,
@@ -162,7 +181,7 @@ async fn extract_table_with_retry(
     let mut wait = retry.backoff;
     let mut attempt = 1;
     loop {
-        match extract_table(source, raw, table, date, format).await {
+        match extract_table_once(source, raw, table, date, format).await {
             Err(ExtractError::Source(e)) if e.is_transient() => {
                 if attempt >= retry.attempts {
                     return Err(ExtractError::GaveUp {
@@ -183,7 +202,7 @@ async fn extract_table_with_retry(
     }
 }
 
-async fn extract_table(
+async fn extract_table_once(
     source: &Source,
     raw: &Location,
     table: Table,

@@ -16,7 +16,9 @@
 //! - [`query`]: SQL over the lake.
 //!
 //! [`pipeline`] strings the stages together (`run`, `demo`); [`config`] holds
-//! every setting; [`storage`] maps URLs to object stores.
+//! every setting; [`storage`] maps URLs to object stores. [`orchestrator`]
+//! runs the pipeline as a DAG on schedules, with retries, a sensor, run
+//! history and notifications; [`server`] is its HTTP API.
 
 pub mod batch;
 pub mod cli;
@@ -26,10 +28,12 @@ pub mod demo;
 pub mod engine;
 pub mod extract;
 pub mod lake;
+pub mod orchestrator;
 pub mod pipeline;
 pub mod query;
 pub mod raw;
 pub mod schema;
+pub mod server;
 pub mod source;
 pub mod storage;
 pub mod transform;

@@ -8,10 +8,17 @@ use anyhow::Context;
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use shelfline::cli::{Cli, Command, Locations};
+use std::sync::Arc;
+
+use shelfline::cli::{Cli, Command, Locations, RunsCommand};
 use shelfline::config::Config;
 use shelfline::datagen::DatagenSpec;
+use shelfline::orchestrator::clock::SystemClock;
+use shelfline::orchestrator::dag::RunState;
+use shelfline::orchestrator::history::History;
+use shelfline::orchestrator::{BackfillDate, Orchestrator, lock, report};
 use shelfline::pipeline::Pipeline;
+use shelfline::server::{self, Credentials};
 use shelfline::{demo, query};
 
 /// Transparent huge pages make the kernel zero 2 MiB at a time each time
@@ -139,6 +146,54 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 writeln!(stdout)?;
             }
         }
+        Command::Serve { bind, locations } => {
+            let orchestrator = orchestrator(config, &locations)?;
+            let bind = bind.unwrap_or_else(|| orchestrator.pipeline.config.serve.bind.clone());
+            serve(orchestrator, &bind, &mut stdout).await?;
+        }
+        Command::Runs(RunsCommand::List { limit, state }) => {
+            let history = History::open(&config.serve.history)?;
+            let state = state
+                .as_deref()
+                .map(str::parse::<RunState>)
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
+            let (runs, total) = history.runs(&config.serve.dag_id, state, limit, 0)?;
+            write!(stdout, "{}", report::runs_table(&runs, total))?;
+        }
+        Command::Runs(RunsCommand::Show { id }) => {
+            let history = History::open(&config.serve.history)?;
+            let run = history.find_run(&id)?;
+            let tasks = history.tasks(&run.run_id)?;
+            let attempts = history.attempts(&run.run_id)?;
+            write!(stdout, "{}", report::run_details(&run, &tasks, &attempts))?;
+        }
+        Command::Runs(RunsCommand::Retry { id, locations }) => {
+            let orchestrator = orchestrator(config, &locations)?;
+            let run = orchestrator.retry(&id)?;
+            writeln!(stdout, "retrying the failed tasks of {}", run.run_id)?;
+            return see_through(&orchestrator, &[run.run_id], &mut stdout).await;
+        }
+        Command::Backfill {
+            from,
+            to,
+            force,
+            extract,
+            locations,
+        } => {
+            anyhow::ensure!(from <= to, "--from {from} is after --to {to}");
+            let orchestrator = orchestrator(config, &locations)?;
+            let mut run_ids = Vec::new();
+            for date in orchestrator.backfill(from, to, force, extract)? {
+                match date {
+                    BackfillDate::Queued(run) => run_ids.push(run.run_id),
+                    BackfillDate::Skipped { date, reason } => {
+                        writeln!(stdout, "{date}  skipped: {reason}")?;
+                    }
+                }
+            }
+            return see_through(&orchestrator, &run_ids, &mut stdout).await;
+        }
         Command::Demo { dir, sf } => {
             let lake_flag = dir
                 .as_ref()
@@ -151,6 +206,71 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let pipeline = pipeline(config, &Locations::default())?;
             demo::run(&pipeline, sf, lake_flag.as_deref(), &mut stdout).await?;
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn orchestrator(config: Config, locations: &Locations) -> anyhow::Result<Arc<Orchestrator>> {
+    let pipeline = pipeline(config, locations)?;
+    Ok(Arc::new(Orchestrator::new(
+        pipeline,
+        Arc::new(SystemClock),
+    )?))
+}
+
+/// `shelfline serve`: the API and the scheduler until Ctrl-C or SIGTERM.
+async fn serve(
+    orchestrator: Arc<Orchestrator>,
+    bind: &str,
+    stdout: &mut impl Write,
+) -> anyhow::Result<()> {
+    let history = orchestrator.history.path().display().to_string();
+    let _lock = match orchestrator.try_lock()? {
+        lock::Acquired::Held(lock) => lock,
+        lock::Acquired::Busy { holder } => anyhow::bail!(
+            "another shelfline ({holder}) is executing the runs of {history}; one daemon per run history"
+        ),
+    };
+    let credentials = Credentials::load(&orchestrator.pipeline.config.serve.auth, |key| {
+        std::env::var(key).ok()
+    })?;
+    if credentials.is_empty() {
+        tracing::warn!("no API credentials configured: every endpoint but /health answers 401");
+    }
+    let (listener, address) = server::listen(bind, &credentials).await?;
+    writeln!(
+        stdout,
+        "shelfline serve: DAG {} on http://{address}, run history {history}",
+        orchestrator.dag_id
+    )?;
+    stdout.flush()?;
+    let app = server::router(Arc::clone(&orchestrator), credentials);
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        served = axum::serve(listener, app) => served?,
+        scheduled = Arc::clone(&orchestrator).run_scheduler() => scheduled?,
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+    Ok(())
+}
+
+/// Prints each run's end; fails when one failed.
+async fn see_through(
+    orchestrator: &Orchestrator,
+    run_ids: &[String],
+    stdout: &mut impl Write,
+) -> anyhow::Result<ExitCode> {
+    let mut failed = 0;
+    orchestrator
+        .see_through(run_ids, |run_id, state| {
+            failed += usize::from(state == RunState::Failed);
+            let _ = writeln!(stdout, "{run_id}  {}", state.as_str());
+        })
+        .await?;
+    if failed > 0 {
+        eprintln!("error: {failed} run(s) failed; `shelfline runs show RUN_ID` tells why");
+        return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -95,11 +95,16 @@ impl Pipeline {
         format: RawFormat,
     ) -> Result<ExtractReport, PipelineError> {
         self.raw.verify().await?;
-        let retry = extract::Retry {
+        let retry = self.source_retry();
+        Ok(extract::extract(&self.source, &self.raw, date, format, retry).await?)
+    }
+
+    /// How a table is read again when its source connection drops.
+    pub fn source_retry(&self) -> extract::Retry {
+        extract::Retry {
             attempts: self.config.source_attempts.max(1),
             backoff: Duration::from_millis(self.config.source_retry_backoff_ms),
-        };
-        Ok(extract::extract(&self.source, &self.raw, date, format, retry).await?)
+        }
     }
 
     /// Checks that the raw set of `date` is complete and matches its manifest.

@@ -130,63 +130,141 @@ pub struct TransformReport {
     pub timings: Vec<(&'static str, Duration)>,
 }
 
-/// Runs the transform of `date` from `raw` into `lake`.
+/// Runs the transform of `date` from `raw` into `lake`: [`compute`], then
+/// [`Staged::check`], then [`Checked::publish`].
 pub async fn transform(
     config: &Config,
     raw: &Location,
     lake: &Lake,
     date: NaiveDate,
 ) -> Result<TransformReport, TransformError> {
+    compute(config, raw, date)
+        .await?
+        .check()
+        .await?
+        .publish(lake, config)
+        .await
+}
+
+/// The weekly fact of one date, computed into a scratch folder and not yet
+/// checked. Dropping it removes the scratch folder.
+pub struct Staged {
+    date: NaiveDate,
+    ctx: SessionContext,
+    tables: raw_tables::RawTables,
+    set: RawSet,
+    quarantine: Arc<Quarantine>,
+    /// The staged output lives here until the publication has re-encoded it.
+    _scratch: tempfile::TempDir,
+    timings: Vec<(&'static str, Duration)>,
+}
+
+/// A staged fact that passed the quality rules and the reconciliation:
+/// what [`Checked::publish`] commits.
+pub struct Checked {
+    staged: Staged,
+    /// Rows read per input table.
+    pub rows_read: Vec<(Table, u64)>,
+    /// Distinct (yr_num, wk_num) in the output.
+    pub weeks: u64,
+    /// Rows of `weekly_sales_inventory` staged.
+    pub rows_written: u64,
+}
+
+/// Steps 1 and 2: locates the raw set of `date` and computes the weekly fact
+/// in one pass over the big files (which also parses and validates every
+/// field and gathers what the checks need).
+pub async fn compute(
+    config: &Config,
+    raw: &Location,
+    date: NaiveDate,
+) -> Result<Staged, TransformError> {
     let set = RawSet::locate(raw, date).await?;
     let ctx = crate::engine::session(config)?;
     let quarantine = Arc::new(Quarantine::new(config.error_budget));
     let tables = raw_tables::register(&ctx, raw, &set, &quarantine)?;
-    // The staged output lives in `scratch` until the end of the publication.
     let scratch = tempfile::tempdir().map_err(TransformError::Scratch)?;
-    let mut timings = Vec::new();
-
-    // One pass over the big files computes the output and, on the way,
-    // validates every field and gathers what the checks need.
     let started = Instant::now();
     tables.load_dimensions(&ctx).await?;
     stage_weekly(&ctx, scratch.path()).await?;
     tables.scan_the_rest(&ctx).await?;
-    timings.push(("compute", started.elapsed()));
-
-    let started = Instant::now();
-    let (violations, rows_read) = quality::check(&ctx, &tables).await?;
-    if !violations.is_empty() {
-        return Err(TransformError::Quality { date, violations });
-    }
-    reconcile(&ctx, date, tables.facts(Table::Sales)?).await?;
-    let (weeks, rows_written) = count_output(&ctx).await?;
-    timings.push(("check", started.elapsed()));
-
-    let started = Instant::now();
-    let fact = ctx.table("staged_weekly").await?;
-    let mut dimensions = Vec::new();
-    for table in Table::DIMENSIONS {
-        dimensions.push((table, ctx.table(table.name()).await?));
-    }
-    let publication = Publication {
+    Ok(Staged {
         date,
-        fact,
-        fact_scope: fact_scope(&ctx, &set).await?,
-        dimensions,
-        quarantine: quarantine.as_ref(),
-    };
-    let publish = lake.publish(publication, config).await?;
-    timings.push(("publish", started.elapsed()));
-
-    Ok(TransformReport {
-        date,
-        rows_read,
-        weeks,
-        rows_written,
-        quarantined: quarantine.rows().len(),
-        publish,
-        timings,
+        ctx,
+        tables,
+        set,
+        quarantine,
+        _scratch: scratch,
+        timings: vec![("compute", started.elapsed())],
     })
+}
+
+impl Staged {
+    /// Rows set aside so far within the error budget.
+    pub fn quarantined(&self) -> usize {
+        self.quarantine.rows().len()
+    }
+
+    /// Steps 3 and 4: the input rules (contract section 4) and the
+    /// reconciliation of the staged totals with the input's.
+    pub async fn check(mut self) -> Result<Checked, TransformError> {
+        let started = Instant::now();
+        let (violations, rows_read) = quality::check(&self.ctx, &self.tables).await?;
+        if !violations.is_empty() {
+            return Err(TransformError::Quality {
+                date: self.date,
+                violations,
+            });
+        }
+        reconcile(&self.ctx, self.date, self.tables.facts(Table::Sales)?).await?;
+        let (weeks, rows_written) = count_output(&self.ctx).await?;
+        self.timings.push(("check", started.elapsed()));
+        Ok(Checked {
+            staged: self,
+            rows_read,
+            weeks,
+            rows_written,
+        })
+    }
+}
+
+impl Checked {
+    /// Step 5: publishes the fact and the dimension snapshots in `lake`.
+    /// A failed publication leaves the staged output in place, so it can be
+    /// published again.
+    pub async fn publish(
+        &self,
+        lake: &Lake,
+        config: &Config,
+    ) -> Result<TransformReport, TransformError> {
+        let staged = &self.staged;
+        let mut timings = staged.timings.clone();
+        let started = Instant::now();
+        let ctx = &staged.ctx;
+        let fact = ctx.table("staged_weekly").await?;
+        let mut dimensions = Vec::new();
+        for table in Table::DIMENSIONS {
+            dimensions.push((table, ctx.table(table.name()).await?));
+        }
+        let publication = Publication {
+            date: staged.date,
+            fact,
+            fact_scope: fact_scope(ctx, &staged.set).await?,
+            dimensions,
+            quarantine: staged.quarantine.as_ref(),
+        };
+        let publish = lake.publish(publication, config).await?;
+        timings.push(("publish", started.elapsed()));
+        Ok(TransformReport {
+            date: staged.date,
+            rows_read: self.rows_read.clone(),
+            weeks: self.weeks,
+            rows_written: self.rows_written,
+            quarantined: staged.quarantined(),
+            publish,
+            timings,
+        })
+    }
 }
 
 /// A full snapshot of the facts replaces the whole fact table; a date window

@@ -17,6 +17,7 @@ use shelfline::query;
 use shelfline::schema::Table;
 
 pub mod s3;
+pub mod smtp;
 
 /// The golden fixture's logical date.
 pub const GOLDEN_DATE: &str = "2026-01-10";

@@ -1,0 +1,594 @@
+//! The orchestrator: the pipeline as a DAG of tasks ([`dag`]), started by
+//! cron schedules ([`schedule`]), the API or `backfill`, with retries,
+//! a raw-file sensor ([`sensor`]), notifications ([`notify`]) and a run
+//! history that survives restarts ([`history`]).
+//!
+//! One process at a time executes the runs of a history (the
+//! [`lock`]): the daemon (`shelfline serve`), or, when no daemon is up,
+//! the `backfill` or `runs retry` command itself. Other processes only
+//! add runs to the history; the executor picks them up.
+
+pub mod clock;
+pub mod dag;
+pub mod history;
+pub mod lock;
+pub mod notify;
+pub mod report;
+pub mod schedule;
+pub mod sensor;
+mod tasks;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Days, NaiveDate, Utc};
+use chrono_tz::Tz;
+use futures::stream::{FuturesUnordered, StreamExt};
+use serde_json::Value;
+use tokio::sync::Mutex;
+use tokio::task::JoinSet;
+
+use crate::config::{ServeConfig, TaskRetries};
+use crate::pipeline::Pipeline;
+use clock::Clock;
+use dag::{Readiness, RunState, TaskId, TaskState};
+use history::{History, HistoryError, NewRun, Outcome, RunRecord, RunType};
+use notify::{Notifier, NotifyError};
+use schedule::{Handled, Schedule, ScheduleError, Schedules};
+use sensor::SensorPolicy;
+use tasks::{Stage, TaskError};
+
+/// How often the daemon looks for runs other processes added.
+const POLL: Duration = Duration::from_secs(2);
+
+/// A problem of the orchestrator itself (task failures are recorded in
+/// the history, not returned).
+#[derive(Debug, thiserror::Error)]
+pub enum OrchestratorError {
+    #[error(transparent)]
+    History(#[from] HistoryError),
+    #[error(transparent)]
+    Schedule(#[from] ScheduleError),
+    #[error("notifications: {0}")]
+    Notify(#[from] NotifyError),
+    #[error("`serve.tasks.{0}`: no such task (tasks: {tasks})", tasks = TaskId::all().iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))]
+    UnknownTask(String),
+    #[error("`serve.{key}`: {reason}")]
+    Setting { key: &'static str, reason: String },
+    #[error("`conf.{field}`: {reason}")]
+    Conf { field: &'static str, reason: String },
+    #[error(transparent)]
+    Lock(#[from] lock::ExecutorLockError),
+}
+
+/// Retries of failed tasks: `delay × backoff^(n-1)` before the n-th retry,
+/// at most `max_delay`.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    retries: u32,
+    delay: Duration,
+    backoff: f64,
+    max_delay: Duration,
+    per_task: HashMap<TaskId, TaskRetries>,
+}
+
+impl RetryPolicy {
+    /// The policy of `[serve]`; fails on an unknown task name or a bad factor.
+    pub fn from_config(serve: &ServeConfig) -> Result<RetryPolicy, OrchestratorError> {
+        if !(serve.retry_backoff.is_finite() && serve.retry_backoff >= 1.0) {
+            return Err(OrchestratorError::Setting {
+                key: "retry_backoff",
+                reason: format!("{} must be a number ≥ 1", serve.retry_backoff),
+            });
+        }
+        let mut per_task = HashMap::new();
+        for (name, retries) in &serve.tasks {
+            let task = name
+                .parse::<TaskId>()
+                .map_err(|_| OrchestratorError::UnknownTask(name.clone()))?;
+            per_task.insert(task, retries.clone());
+        }
+        Ok(RetryPolicy {
+            retries: serve.retries,
+            delay: Duration::from_secs(serve.retry_delay_secs),
+            backoff: serve.retry_backoff,
+            max_delay: Duration::from_secs(serve.max_retry_delay_secs),
+            per_task,
+        })
+    }
+
+    /// Attempts allowed for `task`: 1 + its retries.
+    pub fn max_tries(&self, task: TaskId) -> u32 {
+        1 + self
+            .per_task
+            .get(&task)
+            .and_then(|t| t.retries)
+            .unwrap_or(self.retries)
+    }
+
+    /// The wait after attempt `try_number` (1-based) of `task` failed.
+    pub fn delay_after(&self, task: TaskId, try_number: u32) -> Duration {
+        let base = self
+            .per_task
+            .get(&task)
+            .and_then(|t| t.retry_delay_secs)
+            .map_or(self.delay, Duration::from_secs);
+        let factor = self
+            .backoff
+            .powi(try_number.saturating_sub(1).min(64) as i32);
+        base.mul_f64(factor.min(1e9)).min(self.max_delay)
+    }
+}
+
+/// A request to start a run (the API's `POST dagRuns`).
+#[derive(Debug, Clone, Default)]
+pub struct Trigger {
+    pub run_id: Option<String>,
+    pub logical_date: Option<NaiveDate>,
+    /// Free-form; `files` (raw files, relative to the raw zone or full
+    /// URLs) makes the sensor wait for them too and skips extraction;
+    /// `extract` (boolean) forces the choice.
+    pub conf: Value,
+}
+
+/// What `backfill` did with one date.
+#[derive(Debug, Clone)]
+pub enum BackfillDate {
+    Queued(RunRecord),
+    Skipped { date: NaiveDate, reason: String },
+}
+
+/// The orchestrator of one DAG over one pipeline.
+#[derive(Debug)]
+pub struct Orchestrator {
+    pub dag_id: String,
+    pub pipeline: Pipeline,
+    pub history: History,
+    clock: Arc<dyn Clock>,
+    notifier: Notifier,
+    retries: RetryPolicy,
+    sensor: SensorPolicy,
+    schedules: Schedules,
+    max_active_runs: usize,
+    timezone: Tz,
+    wake: tokio::sync::Notify,
+}
+
+impl Orchestrator {
+    /// Sets up the orchestrator from the pipeline's `[serve]` and `[notify]`
+    /// tables; fails naming the first bad setting.
+    pub fn new(
+        pipeline: Pipeline,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Orchestrator, OrchestratorError> {
+        let serve = &pipeline.config.serve;
+        let timezone = schedule::time_zone(&serve.timezone)?;
+        let parse = |key, expr: &str| -> Result<Option<Schedule>, ScheduleError> {
+            let expr = expr.trim();
+            (!expr.is_empty())
+                .then(|| Schedule::parse(key, expr, timezone))
+                .transpose()
+        };
+        let schedules = Schedules {
+            extract: parse("extract_schedule", &serve.extract_schedule)?,
+            process: parse("process_schedule", &serve.process_schedule)?,
+            catchup: serve.catchup,
+        };
+        if serve.poke_interval_secs == 0 {
+            return Err(OrchestratorError::Setting {
+                key: "poke_interval_secs",
+                reason: "must be at least 1".to_string(),
+            });
+        }
+        Ok(Orchestrator {
+            dag_id: serve.dag_id.clone(),
+            history: History::open(&serve.history)?,
+            notifier: Notifier::new(&pipeline.config.notify)?,
+            retries: RetryPolicy::from_config(serve)?,
+            sensor: SensorPolicy {
+                poke_interval: Duration::from_secs(serve.poke_interval_secs),
+                timeout: Duration::from_secs(serve.sensor_timeout_secs),
+            },
+            schedules,
+            max_active_runs: serve.max_active_runs.max(1),
+            timezone,
+            wake: tokio::sync::Notify::new(),
+            clock,
+            pipeline,
+        })
+    }
+
+    /// The current time of the orchestrator's clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// The time zone of the schedules (and of default logical dates).
+    pub fn timezone(&self) -> Tz {
+        self.timezone
+    }
+
+    /// Takes the executor lock of the history, or says who holds it.
+    pub fn try_lock(&self) -> Result<lock::Acquired, OrchestratorError> {
+        Ok(lock::try_acquire(self.history.path())?)
+    }
+
+    /// Adds a manual run (the API). The logical date defaults to yesterday
+    /// in the schedules' time zone, like a scheduled run's.
+    pub fn trigger(&self, trigger: Trigger) -> Result<RunRecord, OrchestratorError> {
+        let now = self.clock.now();
+        let conf = match trigger.conf {
+            Value::Null => Value::Object(Default::default()),
+            Value::Object(map) => Value::Object(map),
+            _ => {
+                return Err(OrchestratorError::Conf {
+                    field: "conf",
+                    reason: "must be a JSON object".to_string(),
+                });
+            }
+        };
+        let names_files = match &conf["files"] {
+            Value::Null => false,
+            Value::Array(files) if files.iter().all(Value::is_string) => true,
+            _ => {
+                return Err(OrchestratorError::Conf {
+                    field: "files",
+                    reason: "must be a list of raw file paths or URLs".to_string(),
+                });
+            }
+        };
+        let extract = match &conf["extract"] {
+            Value::Null => !names_files,
+            Value::Bool(extract) => *extract,
+            _ => {
+                return Err(OrchestratorError::Conf {
+                    field: "extract",
+                    reason: "must be true or false".to_string(),
+                });
+            }
+        };
+        let logical_date = trigger.logical_date.unwrap_or_else(|| self.yesterday(now));
+        let run_id = trigger.run_id.unwrap_or_else(|| {
+            format!(
+                "manual__{}",
+                now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            )
+        });
+        let run = self.create(NewRun {
+            run_id,
+            dag_id: self.dag_id.clone(),
+            logical_date,
+            run_type: RunType::Manual,
+            conf,
+            extract,
+            process_after: None,
+        })?;
+        self.wake.notify_one();
+        Ok(run)
+    }
+
+    /// Adds a run for each date from `from` to `to`, in order, skipping
+    /// dates that already succeeded (unless `force`) or have an active run.
+    /// Backfill runs process the raw files already there unless `extract`.
+    pub fn backfill(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+        force: bool,
+        extract: bool,
+    ) -> Result<Vec<BackfillDate>, OrchestratorError> {
+        let mut dates = Vec::new();
+        let now = self.clock.now();
+        for date in from.iter_days().take_while(|d| *d <= to) {
+            let status = self.history.date_status(&self.dag_id, date)?;
+            if status.active {
+                dates.push(BackfillDate::Skipped {
+                    date,
+                    reason: "a run of this date is active".to_string(),
+                });
+                continue;
+            }
+            if status.succeeded && !force {
+                dates.push(BackfillDate::Skipped {
+                    date,
+                    reason: "already succeeded (--force runs it again)".to_string(),
+                });
+                continue;
+            }
+            let run = self.create(NewRun {
+                run_id: format!("backfill__{date}__{}", now.timestamp_millis()),
+                dag_id: self.dag_id.clone(),
+                logical_date: date,
+                run_type: RunType::Backfill,
+                conf: Value::Object(Default::default()),
+                extract,
+                process_after: None,
+            })?;
+            dates.push(BackfillDate::Queued(run));
+        }
+        self.wake.notify_one();
+        Ok(dates)
+    }
+
+    /// Queues the failed tasks of a failed run again (`runs retry`).
+    pub fn retry(&self, run_id: &str) -> Result<RunRecord, OrchestratorError> {
+        let run = self.history.retry_run(run_id, 1 + self.retries.retries)?;
+        self.wake.notify_one();
+        Ok(run)
+    }
+
+    fn create(&self, run: NewRun) -> Result<RunRecord, OrchestratorError> {
+        let now = self.clock.now();
+        Ok(self
+            .history
+            .create_run(&run, |task| self.retries.max_tries(task), now)?)
+    }
+
+    fn yesterday(&self, now: DateTime<Utc>) -> NaiveDate {
+        let today = now.with_timezone(&self.timezone).date_naive();
+        today.checked_sub_days(Days::new(1)).unwrap_or(today)
+    }
+
+    /// The daemon's loop: creates scheduled runs when due, and executes
+    /// queued runs (at most `max_active_runs` at once, oldest first).
+    /// Runs a previous process left `running` are resumed first. Returns
+    /// only on an error of the history.
+    pub async fn run_scheduler(self: Arc<Self>) -> Result<(), OrchestratorError> {
+        let resumed = self
+            .history
+            .resume_interrupted(&self.dag_id, self.clock.now())?;
+        for run_id in &resumed {
+            tracing::warn!("resuming run {run_id}, interrupted when the previous process stopped");
+        }
+        let mut executing: JoinSet<(String, Result<RunState, OrchestratorError>)> = JoinSet::new();
+        let mut in_flight: HashSet<String> = HashSet::new();
+        loop {
+            self.schedule_due_runs()?;
+            for run in self.history.active_runs(&self.dag_id)? {
+                if in_flight.len() >= self.max_active_runs {
+                    break;
+                }
+                if in_flight.insert(run.run_id.clone()) {
+                    let me = Arc::clone(&self);
+                    executing.spawn(async move {
+                        let result = me.execute(&run.run_id).await;
+                        (run.run_id, result)
+                    });
+                }
+            }
+            let now = self.clock.now();
+            let wait = self
+                .schedules
+                .next_wake(now)
+                .and_then(|next| (next - now).to_std().ok())
+                .map_or(POLL, |until| until.min(POLL));
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = self.clock.sleep(wait) => {}
+                Some(done) = executing.join_next() => {
+                    if let Ok((run_id, result)) = done {
+                        in_flight.remove(&run_id);
+                        match result {
+                            Ok(state) => tracing::info!("run {run_id} ended: {}", state.as_str()),
+                            Err(e) => tracing::error!("run {run_id} stopped: {e}"),
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Creates the scheduled runs due now (see [`schedule`] for the
+    /// catch-up policy) and records what was handled.
+    pub fn schedule_due_runs(&self) -> Result<Vec<RunRecord>, OrchestratorError> {
+        let now = self.clock.now();
+        let handled = self
+            .history
+            .handled(&self.dag_id)?
+            .unwrap_or(Handled::at(now));
+        let (due, handled) = self.schedules.due(handled, now);
+        let mut created = Vec::new();
+        for due in due {
+            let status = self.history.date_status(&self.dag_id, due.logical_date)?;
+            if status.scheduled || status.active {
+                continue;
+            }
+            created.push(self.create(NewRun {
+                run_id: format!("scheduled__{}", due.logical_date),
+                dag_id: self.dag_id.clone(),
+                logical_date: due.logical_date,
+                run_type: RunType::Scheduled,
+                conf: Value::Object(Default::default()),
+                extract: due.extract,
+                process_after: due.process_after,
+            })?);
+        }
+        self.history.set_handled(&self.dag_id, handled)?;
+        Ok(created)
+    }
+
+    /// Executes the run `run_id` until every task is finished: starts each
+    /// task once its upstream tasks are done (the extractions in parallel),
+    /// waits for `process_after` and retry delays, records every attempt.
+    pub async fn execute(&self, run_id: &str) -> Result<RunState, OrchestratorError> {
+        let run = self.history.find_run(run_id)?;
+        self.history.resume(run_id, self.clock.now())?;
+        self.history
+            .set_run_state(run_id, RunState::Running, self.clock.now())?;
+        let stage = Mutex::new(Stage::default());
+        type Attempt<'a> = Pin<
+            Box<dyn Future<Output = (TaskId, u32, Result<tasks::Done, TaskError>)> + Send + 'a>,
+        >;
+        let mut in_flight: FuturesUnordered<Attempt<'_>> = FuturesUnordered::new();
+        loop {
+            let now = self.clock.now();
+            let records = self.history.tasks(run_id)?;
+            let states: HashMap<TaskId, TaskState> =
+                records.iter().map(|t| (t.task, t.state)).collect();
+            let mut next_wake: Option<DateTime<Utc>> = None;
+            let mut changed = false;
+            for record in &records {
+                if !matches!(record.state, TaskState::Queued | TaskState::UpForRetry) {
+                    continue;
+                }
+                match dag::readiness(record.task, |t| states[&t]) {
+                    Readiness::Waiting => {}
+                    Readiness::Blocked => {
+                        self.history.set_task_state(
+                            run_id,
+                            record.task,
+                            TaskState::UpstreamFailed,
+                        )?;
+                        changed = true;
+                    }
+                    Readiness::Ready => {
+                        let not_before = [
+                            record.next_try_at,
+                            run.process_after.filter(|_| !record.task.extracts()),
+                        ]
+                        .into_iter()
+                        .flatten()
+                        .max();
+                        if let Some(time) = not_before.filter(|t| *t > now) {
+                            next_wake = Some(next_wake.map_or(time, |w| w.min(time)));
+                            continue;
+                        }
+                        let try_number = self.history.start_task(run_id, record.task, now)?;
+                        let (task, run, stage) = (record.task, &run, &stage);
+                        in_flight.push(Box::pin(async move {
+                            (task, try_number, tasks::run(self, run, task, stage).await)
+                        }));
+                    }
+                }
+            }
+            if changed {
+                continue;
+            }
+            if in_flight.is_empty() {
+                let Some(wake) = next_wake else { break };
+                self.clock
+                    .sleep((wake - now).to_std().unwrap_or_default())
+                    .await;
+                continue;
+            }
+            let wait = async {
+                match next_wake {
+                    Some(wake) => {
+                        self.clock
+                            .sleep((wake - now).to_std().unwrap_or_default())
+                            .await
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                Some((task, try_number, result)) = in_flight.next() => {
+                    self.record(run_id, task, try_number, result)?;
+                }
+                _ = wait => {}
+            }
+        }
+        let tasks = self.history.tasks(run_id)?;
+        let state = if tasks.iter().all(|t| t.state.lets_downstream_run()) {
+            RunState::Success
+        } else {
+            RunState::Failed
+        };
+        self.history
+            .set_run_state(run_id, state, self.clock.now())?;
+        Ok(state)
+    }
+
+    /// Records how an attempt ended: success, a retry after the backoff, or
+    /// a failure for good.
+    fn record(
+        &self,
+        run_id: &str,
+        task: TaskId,
+        try_number: u32,
+        result: Result<tasks::Done, TaskError>,
+    ) -> Result<(), OrchestratorError> {
+        let now = self.clock.now();
+        let max_tries = self
+            .history
+            .tasks(run_id)?
+            .into_iter()
+            .find(|t| t.task == task)
+            .map_or(1, |t| t.max_tries);
+        let outcome = match result {
+            Ok((figures, output)) => Outcome::Success { figures, output },
+            Err(error) if error.stage_lost => {
+                let outcome = Outcome::Failed {
+                    error: error.message,
+                    output: error.output,
+                };
+                self.history.finish_task(run_id, task, &outcome, now)?;
+                self.history.restage(run_id)?;
+                return Ok(());
+            }
+            Err(error) if error.retryable && try_number < max_tries => {
+                let delay = self.retries.delay_after(task, try_number);
+                tracing::warn!(
+                    "{run_id} {task} attempt {try_number} failed: {}; retrying in {delay:?}",
+                    error.message
+                );
+                Outcome::Retry {
+                    error: error.message,
+                    next_try_at: now + chrono::Duration::from_std(delay).unwrap_or_default(),
+                }
+            }
+            Err(error) => {
+                tracing::error!("{run_id} {task} failed: {}", error.message);
+                Outcome::Failed {
+                    error: error.message,
+                    output: error.output,
+                }
+            }
+        };
+        self.history.finish_task(run_id, task, &outcome, now)?;
+        Ok(())
+    }
+
+    /// Sees `run_ids` through, in order (`backfill`, `runs retry`): this
+    /// process executes them when it can take the executor lock; when a
+    /// daemon holds it, the daemon executes them and this waits. Calls
+    /// `on_end` as each run ends; returns each final state.
+    pub async fn see_through(
+        &self,
+        run_ids: &[String],
+        mut on_end: impl FnMut(&str, RunState),
+    ) -> Result<BTreeMap<String, RunState>, OrchestratorError> {
+        let mut states = BTreeMap::new();
+        let lock = match self.try_lock()? {
+            lock::Acquired::Held(lock) => Some(lock),
+            lock::Acquired::Busy { holder } => {
+                tracing::info!("the daemon ({holder}) executes the runs; waiting for them");
+                None
+            }
+        };
+        for run_id in run_ids {
+            let state = match lock {
+                Some(_) => self.execute(run_id).await?,
+                None => self.wait_for(run_id).await?,
+            };
+            on_end(run_id, state);
+            states.insert(run_id.clone(), state);
+        }
+        Ok(states)
+    }
+
+    /// Waits until another process has finished `run_id`.
+    async fn wait_for(&self, run_id: &str) -> Result<RunState, OrchestratorError> {
+        loop {
+            let run = self.history.find_run(run_id)?;
+            if matches!(run.state, RunState::Success | RunState::Failed) {
+                return Ok(run.state);
+            }
+            self.clock.sleep(POLL).await;
+        }
+    }
+}

@@ -1,0 +1,342 @@
+//! What each task of the DAG does: thin calls into the pipeline's stages,
+//! returning the figures the history keeps (rows, bytes) and the output
+//! downstream tasks need.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+
+use crate::extract;
+use crate::raw::ManifestEntry;
+use crate::schema::Table;
+use crate::transform::{self, Checked, Staged, TransformError};
+
+use super::Orchestrator;
+use super::dag::{TaskId, TaskState};
+use super::history::{RunRecord, TaskRecord};
+use super::notify::{Event, Notification};
+use super::sensor::{self, SensorError};
+
+/// The staged output that `transform`, `quality` and `publish` hand on to
+/// each other within one process.
+#[derive(Default)]
+pub enum Stage {
+    #[default]
+    Empty,
+    Staged(Box<Staged>),
+    Checked(Box<Checked>),
+}
+
+/// A failed attempt.
+#[derive(Debug)]
+pub struct TaskError {
+    pub message: String,
+    /// Whether another attempt may help (a data-quality verdict will not).
+    pub retryable: bool,
+    /// The staged output this task needs is gone (the process restarted):
+    /// `transform` must run again first.
+    pub stage_lost: bool,
+    /// Kept in the history with the failure (e.g. the missing files).
+    pub output: Value,
+}
+
+impl TaskError {
+    fn retryable(error: impl std::fmt::Display) -> TaskError {
+        TaskError {
+            message: error.to_string(),
+            retryable: true,
+            stage_lost: false,
+            output: Value::Null,
+        }
+    }
+
+    fn fatal(error: impl std::fmt::Display) -> TaskError {
+        TaskError {
+            retryable: false,
+            ..TaskError::retryable(error)
+        }
+    }
+
+    fn stage_lost(task: TaskId) -> TaskError {
+        TaskError {
+            stage_lost: true,
+            ..TaskError::retryable(format!(
+                "{task} needs the staged output of `transform`, which was lost when the process stopped; computing it again"
+            ))
+        }
+    }
+}
+
+/// What a successful attempt leaves: figures and output.
+pub type Done = (Value, Value);
+
+/// Runs one attempt of `task` for `run`.
+pub async fn run(
+    orchestrator: &Orchestrator,
+    run: &RunRecord,
+    task: TaskId,
+    stage: &Mutex<Stage>,
+) -> Result<Done, TaskError> {
+    let pipeline = &orchestrator.pipeline;
+    let date = run.logical_date;
+    match task {
+        TaskId::Extract(table) => {
+            extract::check_source(&pipeline.source)
+                .await
+                .map_err(TaskError::retryable)?;
+            let format = pipeline.config.raw_format;
+            let extracted = extract::extract_table(
+                &pipeline.source,
+                &pipeline.raw,
+                table,
+                date,
+                format,
+                pipeline.source_retry(),
+            )
+            .await
+            .map_err(TaskError::retryable)?;
+            let entry = &extracted.entry;
+            Ok((
+                json!({"rows": entry.rows, "bytes": entry.bytes, "file": entry.file}),
+                json!({"entry": entry}),
+            ))
+        }
+        TaskId::WriteManifest => {
+            let entries = manifest_entries(
+                &orchestrator
+                    .history
+                    .tasks(&run.run_id)
+                    .map_err(TaskError::retryable)?,
+            )?;
+            let rows: u64 = entries.iter().map(|(_, e)| e.rows).sum();
+            let bytes: u64 = entries.iter().map(|(_, e)| e.bytes).sum();
+            extract::write_manifest(&pipeline.raw, date, entries)
+                .await
+                .map_err(TaskError::retryable)?;
+            Ok((json!({"rows": rows, "bytes": bytes}), Value::Null))
+        }
+        TaskId::WaitForRaw => wait_for_raw(orchestrator, run).await,
+        TaskId::Transform => {
+            let staged = transform::compute(&pipeline.config, &pipeline.raw, date)
+                .await
+                .map_err(transform_error)?;
+            let figures = json!({"quarantined_rows": staged.quarantined()});
+            *stage.lock().await = Stage::Staged(Box::new(staged));
+            Ok((figures, Value::Null))
+        }
+        TaskId::Quality => {
+            let Stage::Staged(staged) = std::mem::take(&mut *stage.lock().await) else {
+                return Err(TaskError::stage_lost(task));
+            };
+            let checked = staged.check().await.map_err(transform_error)?;
+            let rows_read: BTreeMap<String, u64> = checked
+                .rows_read
+                .iter()
+                .map(|(table, rows)| (table.to_string(), *rows))
+                .collect();
+            let figures = json!({
+                "rows_read": rows_read,
+                "weeks": checked.weeks,
+                "rows_written": checked.rows_written,
+            });
+            *stage.lock().await = Stage::Checked(Box::new(checked));
+            Ok((figures, Value::Null))
+        }
+        TaskId::Publish => {
+            let guard = stage.lock().await;
+            let Stage::Checked(checked) = &*guard else {
+                return Err(TaskError::stage_lost(task));
+            };
+            let report = checked
+                .publish(&pipeline.lake, &pipeline.config)
+                .await
+                .map_err(transform_error)?;
+            drop(guard);
+            *stage.lock().await = Stage::Empty;
+            let versions: BTreeMap<String, u64> = report.publish.versions.iter().cloned().collect();
+            Ok((
+                json!({
+                    "rows_written": report.rows_written,
+                    "weeks": report.weeks,
+                    "versions": versions,
+                    "files_vacuumed": report.publish.files_vacuumed,
+                }),
+                Value::Null,
+            ))
+        }
+        TaskId::Notify => notify(orchestrator, run).await,
+    }
+}
+
+/// Data that breaks a rule gives the same verdict on every attempt: no
+/// retry. Anything else (storage, memory, the lake lock) may pass later.
+fn transform_error(error: TransformError) -> TaskError {
+    match error {
+        TransformError::Quality { .. }
+        | TransformError::Reconciliation { .. }
+        | TransformError::RawRead(_) => TaskError::fatal(error),
+        other => TaskError::retryable(other),
+    }
+}
+
+fn manifest_entries(tasks: &[TaskRecord]) -> Result<Vec<(Table, ManifestEntry)>, TaskError> {
+    let mut entries = Vec::new();
+    for table in Table::ALL {
+        let task = TaskId::Extract(table);
+        let record = tasks
+            .iter()
+            .find(|t| t.task == task)
+            .ok_or_else(|| TaskError::fatal(format!("{task} is missing from the history")))?;
+        let entry = serde_json::from_value(record.output["entry"].clone()).map_err(|e| {
+            TaskError::fatal(format!(
+                "{task} left no manifest entry in the history ({e}); retry the run"
+            ))
+        })?;
+        entries.push((table, entry));
+    }
+    Ok(entries)
+}
+
+async fn wait_for_raw(orchestrator: &Orchestrator, run: &RunRecord) -> Result<Done, TaskError> {
+    let history = &orchestrator.history;
+    let first_check = history
+        .attempts(&run.run_id)
+        .map_err(TaskError::retryable)?
+        .iter()
+        .filter(|a| a.task == TaskId::WaitForRaw)
+        .map(|a| a.start_date)
+        .min()
+        .unwrap_or_else(|| orchestrator.clock.now());
+    let raw = &orchestrator.pipeline.raw;
+    let extra = conf_files(run, &raw.to_string());
+    let waited = sensor::wait_for_raw(
+        orchestrator.clock.as_ref(),
+        raw,
+        run.logical_date,
+        &extra,
+        orchestrator.sensor,
+        first_check,
+    )
+    .await;
+    match waited {
+        Ok(report) => {
+            let bytes: u64 = report.set.files.values().map(|f| f.bytes).sum();
+            let verified = report.set.manifest.is_some();
+            Ok((
+                json!({"files": report.set.files.len(), "bytes": bytes, "manifest_verified": verified}),
+                Value::Null,
+            ))
+        }
+        Err(SensorError::Timeout {
+            missing, waited, ..
+        }) => {
+            let message = format!(
+                "raw set for {} still incomplete after {}s: missing {}",
+                run.logical_date,
+                waited.as_secs(),
+                missing.join(", ")
+            );
+            Err(TaskError {
+                output: json!({"missing": missing, "raw": raw.to_string(), "waited_secs": waited.as_secs()}),
+                ..TaskError::fatal(message)
+            })
+        }
+        Err(SensorError::Raw(e)) => Err(TaskError::retryable(e)),
+    }
+}
+
+/// The raw files a trigger's `conf.files` names, relative to the raw zone
+/// (`raw`'s URL is stripped from full URLs).
+pub fn conf_files(run: &RunRecord, raw: &str) -> Vec<String> {
+    let prefix = format!("{}/", raw.trim_end_matches('/'));
+    run.conf["files"]
+        .as_array()
+        .map(|files| {
+            files
+                .iter()
+                .filter_map(Value::as_str)
+                .map(|f| {
+                    f.strip_prefix(&prefix)
+                        .unwrap_or(f)
+                        .trim_start_matches('/')
+                        .to_string()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn notify(orchestrator: &Orchestrator, run: &RunRecord) -> Result<Done, TaskError> {
+    let tasks = orchestrator
+        .history
+        .tasks(&run.run_id)
+        .map_err(TaskError::retryable)?;
+    let event = event_of(&tasks);
+    let kind = event.kind();
+    if !orchestrator.notifier.wants(&event) {
+        return Ok((json!({"event": kind, "sent": false}), Value::Null));
+    }
+    let notification = Notification {
+        dag_id: run.dag_id.clone(),
+        run_id: run.run_id.clone(),
+        logical_date: run.logical_date,
+        event,
+    };
+    orchestrator
+        .notifier
+        .send(&notification)
+        .await
+        .map_err(TaskError::retryable)?;
+    Ok((json!({"event": kind, "sent": true}), Value::Null))
+}
+
+/// What the run's notification says: the sensor's timeout, the first task
+/// that failed, or success with the run's figures.
+fn event_of(tasks: &[TaskRecord]) -> Event {
+    if let Some(sensor) = tasks.iter().find(|t| {
+        t.task == TaskId::WaitForRaw
+            && t.state == TaskState::Failed
+            && t.output["missing"].is_array()
+    }) {
+        let missing = sensor.output["missing"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|f| f.as_str().map(str::to_string))
+            .collect();
+        return Event::SensorTimeout {
+            raw: sensor.output["raw"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            missing,
+            waited: std::time::Duration::from_secs(
+                sensor.output["waited_secs"].as_u64().unwrap_or(0),
+            ),
+        };
+    }
+    if let Some(failed) = tasks.iter().find(|t| t.state == TaskState::Failed) {
+        return Event::Failure {
+            task: failed.task.to_string(),
+            error: failed.error.clone().unwrap_or_default(),
+            attempts: failed.try_number,
+        };
+    }
+    let mut figures = Vec::new();
+    for task in tasks
+        .iter()
+        .filter(|t| matches!(t.task, TaskId::Quality | TaskId::Publish))
+    {
+        if let Some(object) = task.figures.as_object() {
+            for (name, value) in object {
+                let value = match value {
+                    Value::String(text) => text.clone(),
+                    other => other.to_string(),
+                };
+                figures.push((name.clone(), value));
+            }
+        }
+    }
+    Event::Success { figures }
+}

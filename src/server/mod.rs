@@ -1,0 +1,339 @@
+//! The HTTP API of `shelfline serve`, in the shape of Airflow's stable REST
+//! API so that an existing trigger (e.g. the original pipeline's Lambda)
+//! works unchanged:
+//!
+//! - `POST /api/v1/dags/{dag_id}/dagRuns` `{"dag_run_id"?, "logical_date"?, "conf"?}`
+//! - `GET  /api/v1/dags/{dag_id}/dagRuns[?state=&limit=&offset=]`
+//! - `GET  /api/v1/dags/{dag_id}/dagRuns/{dag_run_id}`
+//! - `GET  /api/v1/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances`
+//! - `GET  /health` (no authentication), `GET /metrics` (Prometheus text)
+//!
+//! Every endpoint but `/health` needs HTTP basic credentials or a bearer
+//! token from `[serve.auth]`; with none configured they all answer 401, and
+//! the server refuses to listen on a non-loopback address. Errors are JSON
+//! (`{"status", "title", "detail", "field"?}`) with a 4xx status naming the
+//! field at fault.
+
+mod auth;
+mod json;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::middleware;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::orchestrator::dag::RunState;
+use crate::orchestrator::history::HistoryError;
+use crate::orchestrator::{Orchestrator, OrchestratorError};
+pub use auth::{Credentials, CredentialsError};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("`serve.bind` = {0:?} is not an address like 127.0.0.1:8080")]
+    Address(String),
+    #[error(
+        "refusing to serve the API on {0} without credentials: set `[serve.auth]` (username + password, or a token) or bind to 127.0.0.1"
+    )]
+    Insecure(SocketAddr),
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
+}
+
+/// An API error: a status and a JSON body naming what was wrong.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    detail: String,
+    field: Option<&'static str>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, detail: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            detail: detail.into(),
+            field: None,
+        }
+    }
+
+    fn field(field: &'static str, detail: impl Into<String>) -> ApiError {
+        ApiError {
+            field: Some(field),
+            ..ApiError::new(StatusCode::BAD_REQUEST, detail)
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({
+            "status": self.status.as_u16(),
+            "title": self.status.canonical_reason().unwrap_or("error"),
+            "detail": self.detail,
+        });
+        if let Some(field) = self.field {
+            body["field"] = json!(field);
+        }
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+impl From<OrchestratorError> for ApiError {
+    fn from(error: OrchestratorError) -> ApiError {
+        match error {
+            OrchestratorError::Conf { field, reason } => {
+                ApiError::field(field_name(field), format!("conf.{field}: {reason}"))
+            }
+            OrchestratorError::History(e) => e.into(),
+            other => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
+        }
+    }
+}
+
+impl From<HistoryError> for ApiError {
+    fn from(error: HistoryError) -> ApiError {
+        let status = match error {
+            HistoryError::DuplicateRunId(_) | HistoryError::ActiveRun { .. } => {
+                StatusCode::CONFLICT
+            }
+            HistoryError::NoSuchRun(_) => StatusCode::NOT_FOUND,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, error.to_string())
+    }
+}
+
+fn field_name(field: &'static str) -> &'static str {
+    match field {
+        "files" => "conf.files",
+        "extract" => "conf.extract",
+        _ => "conf",
+    }
+}
+
+/// What the handlers share.
+#[derive(Debug, Clone)]
+struct Api {
+    orchestrator: Arc<Orchestrator>,
+}
+
+/// The API's routes over `orchestrator`, behind `credentials`.
+pub fn router(orchestrator: Arc<Orchestrator>, credentials: Credentials) -> Router {
+    let api = Api { orchestrator };
+    let protected = Router::new()
+        .route(
+            "/api/v1/dags/{dag_id}/dagRuns",
+            get(list_runs).post(trigger_run),
+        )
+        .route("/api/v1/dags/{dag_id}/dagRuns/{run_id}", get(get_run))
+        .route(
+            "/api/v1/dags/{dag_id}/dagRuns/{run_id}/taskInstances",
+            get(task_instances),
+        )
+        .route("/metrics", get(metrics))
+        .layer(middleware::from_fn_with_state(
+            Arc::new(credentials),
+            auth::require,
+        ));
+    Router::new()
+        .route("/health", get(health))
+        .merge(protected)
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
+        .with_state(api)
+}
+
+/// Binds `bind` (refusing a non-loopback address without credentials) and
+/// returns the listener with its actual address (port 0 picks one).
+pub async fn listen(
+    bind: &str,
+    credentials: &Credentials,
+) -> Result<(tokio::net::TcpListener, SocketAddr), ServerError> {
+    let address: SocketAddr = bind
+        .parse()
+        .map_err(|_| ServerError::Address(bind.to_string()))?;
+    if !address.ip().is_loopback() && credentials.is_empty() {
+        return Err(ServerError::Insecure(address));
+    }
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|source| ServerError::Bind { address, source })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| ServerError::Bind { address, source })?;
+    Ok((listener, local))
+}
+
+fn check_dag(api: &Api, dag_id: &str) -> Result<(), ApiError> {
+    if dag_id == api.orchestrator.dag_id {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no DAG {dag_id:?}; this server runs {:?}",
+                api.orchestrator.dag_id
+            ),
+        ))
+    }
+}
+
+async fn health(State(api): State<Api>) -> Response {
+    match api.orchestrator.history.counts(&api.orchestrator.dag_id) {
+        Ok(_) => axum::Json(json!({
+            "status": "healthy",
+            "metadatabase": {"status": "healthy"},
+            "scheduler": {"status": "healthy"},
+        }))
+        .into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({
+                "status": "unhealthy",
+                "metadatabase": {"status": "unhealthy", "detail": e.to_string()},
+            })),
+        )
+            .into_response(),
+    }
+}
+
+async fn trigger_run(
+    State(api): State<Api>,
+    Path(dag_id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    check_dag(&api, &dag_id)?;
+    let trigger = json::trigger(&body, api.orchestrator.timezone())?;
+    let orchestrator = Arc::clone(&api.orchestrator);
+    let run = tokio::task::spawn_blocking(move || orchestrator.trigger(trigger))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    Ok(axum::Json(json::dag_run(&run, api.orchestrator.timezone())).into_response())
+}
+
+/// `GET dagRuns` query parameters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    limit: Option<u32>,
+    offset: Option<u32>,
+    state: Option<String>,
+    order_by: Option<String>,
+}
+
+async fn list_runs(
+    State(api): State<Api>,
+    Path(dag_id): Path<String>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<axum::Json<Value>, ApiError> {
+    check_dag(&api, &dag_id)?;
+    let Query(query) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let state = query
+        .state
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .map_err(|e: String| ApiError::field("state", e))?;
+    if let Some(order) = query
+        .order_by
+        .as_deref()
+        .filter(|o| *o != "-id" && *o != "-logical_date")
+    {
+        return Err(ApiError::field(
+            "order_by",
+            format!("order_by {order:?} is not supported (newest first is the order)"),
+        ));
+    }
+    let (runs, total) = api.orchestrator.history.runs(
+        &dag_id,
+        state,
+        query.limit.unwrap_or(100).min(1000),
+        query.offset.unwrap_or(0),
+    )?;
+    let tz = api.orchestrator.timezone();
+    Ok(axum::Json(json!({
+        "dag_runs": runs.iter().map(|r| json::dag_run(r, tz)).collect::<Vec<_>>(),
+        "total_entries": total,
+    })))
+}
+
+async fn get_run(
+    State(api): State<Api>,
+    Path((dag_id, run_id)): Path<(String, String)>,
+) -> Result<axum::Json<Value>, ApiError> {
+    check_dag(&api, &dag_id)?;
+    let run = api
+        .orchestrator
+        .history
+        .run(&run_id)?
+        .ok_or(HistoryError::NoSuchRun(run_id))?;
+    Ok(axum::Json(json::dag_run(&run, api.orchestrator.timezone())))
+}
+
+async fn task_instances(
+    State(api): State<Api>,
+    Path((dag_id, run_id)): Path<(String, String)>,
+) -> Result<axum::Json<Value>, ApiError> {
+    check_dag(&api, &dag_id)?;
+    let history = &api.orchestrator.history;
+    let run = history
+        .run(&run_id)?
+        .ok_or(HistoryError::NoSuchRun(run_id))?;
+    let tasks = history.tasks(&run.run_id)?;
+    let tz = api.orchestrator.timezone();
+    Ok(axum::Json(json!({
+        "task_instances": tasks.iter().map(|t| json::task_instance(&run, t, tz)).collect::<Vec<_>>(),
+        "total_entries": tasks.len(),
+    })))
+}
+
+async fn metrics(State(api): State<Api>) -> Result<Response, ApiError> {
+    let dag_id = &api.orchestrator.dag_id;
+    let (runs, tasks) = api.orchestrator.history.counts(dag_id)?;
+    let mut text = String::new();
+    text.push_str("# HELP shelfline_dag_runs Runs in the history, by state.\n# TYPE shelfline_dag_runs gauge\n");
+    for state in ["queued", "running", "success", "failed"] {
+        let count = runs.get(state).copied().unwrap_or(0);
+        text.push_str(&format!(
+            "shelfline_dag_runs{{dag_id=\"{dag_id}\",state=\"{state}\"}} {count}\n"
+        ));
+    }
+    text.push_str(
+        "# HELP shelfline_task_instances Task instances in the history, by state.\n# TYPE shelfline_task_instances gauge\n",
+    );
+    for (state, count) in &tasks {
+        text.push_str(&format!(
+            "shelfline_task_instances{{dag_id=\"{dag_id}\",state=\"{state}\"}} {count}\n"
+        ));
+    }
+    let (latest, _) = api
+        .orchestrator
+        .history
+        .runs(dag_id, Some(RunState::Success), 1, 0)?;
+    if let Some(run) = latest.first() {
+        let midnight = run
+            .logical_date
+            .and_hms_opt(0, 0, 0)
+            .map_or(0, |t| t.and_utc().timestamp());
+        text.push_str(
+            "# HELP shelfline_last_success_logical_date_seconds Logical date (UTC midnight, Unix time) of the latest successful run: alert when it falls behind.\n# TYPE shelfline_last_success_logical_date_seconds gauge\n",
+        );
+        text.push_str(&format!(
+            "shelfline_last_success_logical_date_seconds{{dag_id=\"{dag_id}\"}} {midnight}\n"
+        ));
+    }
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+}

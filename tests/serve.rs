@@ -1,0 +1,515 @@
+//! The orchestrator as a user runs it: `shelfline serve` driven over HTTP
+//! with curl (Airflow's trigger request), killed and restarted; and
+//! `backfill`, `runs` and the missing-files notification from the command
+//! line, against the real SMTP server that `.ci/smtp` starts.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Workspace, golden_date, golden_dir, golden_tables, smtp};
+use serde_json::Value;
+use shelfline::config::Config;
+
+const USER: &str = "airflow";
+const PASSWORD: &str = "trigger-s3cret";
+
+/// A workspace with the orchestrator's settings: history and secrets in
+/// the workspace, one-second pokes, no schedules (runs come from the tests).
+fn workspace() -> (Workspace, Config) {
+    let ws = Workspace::new();
+    let mut config = ws.pipeline.config.clone();
+    config.serve.history = ws.dir.path().join("history.db");
+    config.serve.extract_schedule = String::new();
+    config.serve.process_schedule = String::new();
+    config.serve.poke_interval_secs = 1;
+    config.serve.retry_delay_secs = 1;
+    config.serve.auth.username = Some(USER.to_string());
+    let password = ws.dir.path().join("api-password");
+    std::fs::write(&password, format!("{PASSWORD}\n")).unwrap();
+    config.serve.auth.password_file = Some(password);
+    (ws, config)
+}
+
+fn write_config(dir: &Path, config: &Config) -> PathBuf {
+    let path = dir.join("shelfline.toml");
+    std::fs::write(&path, toml::to_string(config).unwrap()).unwrap();
+    path
+}
+
+fn shelfline(config: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_shelfline"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env_remove("SHELFLINE_API_PASSWORD")
+        .output()
+        .unwrap()
+}
+
+/// A running `shelfline serve`, killed on drop.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    fn start(config: &Path) -> Server {
+        Self::start_with(config, &["--bind", "127.0.0.1:0"]).unwrap()
+    }
+
+    /// Starts the server; the error is what it printed if it exited.
+    fn start_with(config: &Path, args: &[&str]) -> Result<Server, String> {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_shelfline"))
+            .arg("--config")
+            .arg(config)
+            .arg("serve")
+            .args(args)
+            .env_remove("SHELFLINE_API_PASSWORD")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let Some(url) = line.split_whitespace().find(|w| w.starts_with("http://")) else {
+            let output = child.wait_with_output().unwrap();
+            return Err(String::from_utf8_lossy(&output.stderr).to_string());
+        };
+        Ok(Server {
+            url: url.trim_end_matches(',').to_string(),
+            child,
+        })
+    }
+
+    /// `curl` with the API's credentials (or `auth`); returns status and body.
+    fn curl(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        auth: Option<&str>,
+    ) -> (u16, String) {
+        let mut command = Command::new("curl");
+        command
+            .args(["-s", "-o", "-", "-w", "\n%{http_code}", "-X", method])
+            .arg(format!("{}{path}", self.url));
+        if let Some(auth) = auth {
+            command.args(["-u", auth]);
+        }
+        if let Some(body) = body {
+            command.args(["-H", "Content-Type: application/json", "-d", body]);
+        }
+        let output = command.output().expect("curl runs");
+        let text = String::from_utf8(output.stdout).unwrap();
+        let (body, status) = text.rsplit_once('\n').unwrap();
+        (status.parse().unwrap(), body.to_string())
+    }
+
+    fn get(&self, path: &str) -> Value {
+        let (status, body) = self.curl("GET", path, None, Some(&format!("{USER}:{PASSWORD}")));
+        assert_eq!(status, 200, "{path}: {body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    /// Polls the run until `until` holds for it; panics after `timeout`.
+    fn wait_for_run(
+        &self,
+        run_id: &str,
+        timeout: Duration,
+        until: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let started = Instant::now();
+        loop {
+            let run = self.get(&format!("/api/v1/dags/shelfline/dagRuns/{run_id}"));
+            if until(&run) {
+                return run;
+            }
+            assert!(
+                started.elapsed() < timeout,
+                "run {run_id} after {timeout:?}: {run}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn task_states(&self, run_id: &str) -> Vec<(String, String)> {
+        let tasks = self.get(&format!(
+            "/api/v1/dags/shelfline/dagRuns/{run_id}/taskInstances"
+        ));
+        tasks["task_instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                (
+                    t["task_id"].as_str().unwrap().to_string(),
+                    t["state"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn expected_fact() -> String {
+    std::fs::read_to_string(golden_dir().join("expected_weekly_sales_inventory.csv")).unwrap()
+}
+
+/// The original trigger Lambda's request: run id, logical date as a time,
+/// and the day's files in `conf`.
+fn airflow_trigger(run_id: &str) -> String {
+    let date = golden_date();
+    serde_json::json!({
+        "dag_run_id": run_id,
+        "logical_date": format!("{date}T00:00:00+00:00"),
+        "conf": {"files": [format!("sales/sales_{date}.csv.gz"), format!("inventory/inventory_{date}.csv.gz")]},
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn a_curl_trigger_runs_the_dag_and_publishes_the_golden_table() {
+    let (ws, config) = workspace();
+    ws.write_raw(golden_date(), &golden_tables());
+    let server = Server::start(&write_config(ws.dir.path(), &config));
+
+    let credentials = format!("{USER}:{PASSWORD}");
+    let (status, body) = server.curl(
+        "POST",
+        "/api/v1/dags/shelfline/dagRuns",
+        Some(&airflow_trigger("lambda-run-1")),
+        Some(&credentials),
+    );
+    assert_eq!(status, 200, "{body}");
+    let run: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(run["dag_run_id"], "lambda-run-1");
+    assert_eq!(run["logical_date"], "2026-01-10T00:00:00+00:00");
+    assert_eq!(run["run_type"], "manual");
+
+    let done = server.wait_for_run("lambda-run-1", Duration::from_secs(120), |r| {
+        r["state"] == "success" || r["state"] == "failed"
+    });
+    assert_eq!(
+        done["state"],
+        "success",
+        "{:?}",
+        server.task_states("lambda-run-1")
+    );
+    let states = server.task_states("lambda-run-1");
+    assert_eq!(states.len(), 11);
+    for (task, state) in &states {
+        let expected = if task.starts_with("extract_") || task == "write_manifest" {
+            "skipped"
+        } else {
+            "success"
+        };
+        assert_eq!(state, expected, "{task}");
+    }
+    common::assert_same_csv(
+        &ws.fact_csv().await,
+        &expected_fact(),
+        "lake against the golden output",
+    );
+
+    // The same run id again is a conflict; the list shows the one run.
+    let (status, body) = server.curl(
+        "POST",
+        "/api/v1/dags/shelfline/dagRuns",
+        Some(&airflow_trigger("lambda-run-1")),
+        Some(&credentials),
+    );
+    assert_eq!(status, 409, "{body}");
+    let list = server.get("/api/v1/dags/shelfline/dagRuns");
+    assert_eq!(list["total_entries"], 1);
+    let (status, metrics) = server.curl("GET", "/metrics", None, Some(&credentials));
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("shelfline_dag_runs{dag_id=\"shelfline\",state=\"success\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn every_endpoint_but_health_needs_the_right_credentials() {
+    let (ws, config) = workspace();
+    let server = Server::start(&write_config(ws.dir.path(), &config));
+    let runs = "/api/v1/dags/shelfline/dagRuns";
+    for path in [runs, "/metrics"] {
+        let (status, body) = server.curl("GET", path, None, None);
+        assert_eq!(status, 401, "no credentials, {path}: {body}");
+        let (status, _) = server.curl("GET", path, None, Some(&format!("{USER}:wrong")));
+        assert_eq!(status, 401, "wrong password, {path}");
+        let (status, _) = server.curl("GET", path, None, Some(&format!("{USER}:{PASSWORD}")));
+        assert_eq!(status, 200, "right credentials, {path}");
+    }
+    let (status, body) = server.curl("POST", runs, Some("{}"), None);
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = server.curl("GET", "/health", None, None);
+    assert_eq!(
+        (
+            status,
+            serde_json::from_str::<Value>(&body).unwrap()["status"].clone()
+        ),
+        (200, "healthy".into())
+    );
+}
+
+#[test]
+fn bad_requests_get_a_4xx_naming_the_field() {
+    let (ws, config) = workspace();
+    let server = Server::start(&write_config(ws.dir.path(), &config));
+    let auth = format!("{USER}:{PASSWORD}");
+    let runs = "/api/v1/dags/shelfline/dagRuns";
+    for (body, field) in [
+        (r#"{"logical_date": "last tuesday"}"#, "logical_date"),
+        (r#"{"conf": "files"}"#, "conf"),
+        (r#"{"conf": {"files": "sales.csv.gz"}}"#, "conf.files"),
+        (r#"{"dag_run_id": 7}"#, "dag_run_id"),
+        (r#"{"dag_run": "x"}"#, "body"),
+        ("not json", "body"),
+    ] {
+        let (status, answer) = server.curl("POST", runs, Some(body), Some(&auth));
+        assert_eq!(status, 400, "{body}: {answer}");
+        let answer: Value = serde_json::from_str(&answer).unwrap();
+        assert_eq!(answer["field"], field, "{body}: {answer}");
+    }
+    let (status, answer) = server.curl(
+        "POST",
+        "/api/v1/dags/other/dagRuns",
+        Some("{}"),
+        Some(&auth),
+    );
+    assert_eq!(status, 404, "{answer}");
+    let (status, _) = server.curl("GET", &format!("{runs}?state=done"), None, Some(&auth));
+    assert_eq!(status, 400);
+}
+
+#[test]
+fn the_server_refuses_a_public_address_without_credentials() {
+    let (ws, mut config) = workspace();
+    config.serve.auth = Default::default();
+    let path = write_config(ws.dir.path(), &config);
+    let error = Server::start_with(&path, &["--bind", "0.0.0.0:0"])
+        .err()
+        .expect("refused");
+    assert!(
+        error.contains("refusing to serve the API on 0.0.0.0"),
+        "{error}"
+    );
+
+    // On loopback it starts, and nothing but /health answers.
+    let server = Server::start(&path);
+    let (status, body) = server.curl("GET", "/api/v1/dags/shelfline/dagRuns", None, Some("a:b"));
+    assert_eq!(status, 401);
+    assert!(body.contains("no API credentials are configured"), "{body}");
+}
+
+#[tokio::test]
+async fn a_server_killed_mid_run_resumes_it_and_the_date_completes_once() {
+    let (ws, config) = workspace();
+    let config_path = write_config(ws.dir.path(), &config);
+    let server = Server::start(&config_path);
+    let auth = format!("{USER}:{PASSWORD}");
+    let (status, body) = server.curl(
+        "POST",
+        "/api/v1/dags/shelfline/dagRuns",
+        Some(&airflow_trigger("killed-run")),
+        Some(&auth),
+    );
+    assert_eq!(status, 200, "{body}");
+    // The sensor is poking (the files are not there yet): kill -9.
+    let started = Instant::now();
+    while !server
+        .task_states("killed-run")
+        .contains(&("wait_for_raw".into(), "running".into()))
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the sensor never started"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-9", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    drop(server);
+
+    ws.write_raw(golden_date(), &golden_tables());
+    let server = Server::start(&config_path);
+    let done = server.wait_for_run("killed-run", Duration::from_secs(120), |r| {
+        r["state"] == "success" || r["state"] == "failed"
+    });
+    assert_eq!(
+        done["state"],
+        "success",
+        "{:?}",
+        server.task_states("killed-run")
+    );
+    drop(server);
+
+    let show = shelfline(&config_path, &["runs", "show", "killed-run"]);
+    let text = String::from_utf8_lossy(&show.stdout);
+    assert!(
+        text.contains("wait_for_raw       #1") && text.contains("interrupted"),
+        "{text}"
+    );
+    assert!(text.contains("wait_for_raw       #2"), "{text}");
+    let list = shelfline(&config_path, &["runs", "list"]);
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert_eq!(
+        text.matches("2026-01-10").count(),
+        1,
+        "one run of the date:\n{text}"
+    );
+    // Published exactly once: one commit of the fact table.
+    assert_eq!(ws.version("weekly_sales_inventory").await, Some(0));
+    common::assert_same_csv(
+        &ws.fact_csv().await,
+        &expected_fact(),
+        "lake after the restart",
+    );
+}
+
+#[test]
+fn missing_files_are_emailed_and_posted_then_a_retry_completes_the_date() {
+    let (ws, mut config) = workspace();
+    let (host, port) = smtp::server();
+    let (ops, data) = (
+        smtp::unique_address("ops"),
+        smtp::unique_address("data-team"),
+    );
+    let hook = webhook::Receiver::start();
+    let notify = format!(
+        "on_success = false\n[email]\nhost = \"{host}\"\nport = {port}\nsecurity = \"none\"\nfrom = \"shelfline@example.com\"\nto = [\"{ops}\", \"{data}\"]\n[webhook]\nurl = \"{}\"\n",
+        hook.url
+    );
+    config.notify = toml::from_str(&notify).unwrap();
+    config.serve.sensor_timeout_secs = 2;
+    config.serve.retries = 0;
+    let config_path = write_config(ws.dir.path(), &config);
+
+    let date = golden_date().to_string();
+    let backfill = shelfline(&config_path, &["backfill", "--from", &date, "--to", &date]);
+    assert!(!backfill.status.success(), "the sensor times out");
+    let stdout = String::from_utf8_lossy(&backfill.stdout).to_string();
+    let run_id = stdout
+        .split_whitespace()
+        .find(|w| w.starts_with("backfill__"))
+        .unwrap()
+        .to_string();
+
+    let mail = smtp::wait_for_message(&ops, "missing", Duration::from_secs(30));
+    let to = mail.header("To").unwrap();
+    assert!(to.contains(&ops) && to.contains(&data), "{to}");
+    assert!(mail.header("Subject").unwrap().contains(&date));
+    for table in ["store", "product", "calendar", "sales", "inventory"] {
+        let file = format!("{table}/{table}_{date}.csv.gz");
+        assert!(mail.body.contains(&file), "{file} not in\n{}", mail.body);
+    }
+    let posted = hook.wait_for_post(Duration::from_secs(30));
+    assert_eq!(posted["event"], "sensor_timeout");
+    assert_eq!(posted["missing"].as_array().unwrap().len(), 5);
+    assert!(
+        !ws.lake_dir().join("weekly_sales_inventory").exists(),
+        "nothing transformed"
+    );
+
+    // The files arrive; `runs retry` reruns the sensor and what follows.
+    ws.write_raw(golden_date(), &golden_tables());
+    let retry = shelfline(&config_path, &["runs", "retry", &run_id]);
+    assert!(
+        retry.status.success(),
+        "{}",
+        String::from_utf8_lossy(&retry.stderr)
+    );
+    assert!(String::from_utf8_lossy(&retry.stdout).contains(&format!("{run_id}  success")));
+
+    // Backfilling the date again skips it, unless forced.
+    let again = shelfline(&config_path, &["backfill", "--from", &date, "--to", &date]);
+    assert!(again.status.success());
+    assert!(String::from_utf8_lossy(&again.stdout).contains("skipped: already succeeded"));
+    let forced = shelfline(
+        &config_path,
+        &["backfill", "--from", &date, "--to", &date, "--force"],
+    );
+    assert!(
+        forced.status.success(),
+        "{}",
+        String::from_utf8_lossy(&forced.stderr)
+    );
+    let list =
+        String::from_utf8_lossy(&shelfline(&config_path, &["runs", "list"]).stdout).to_string();
+    assert_eq!(list.matches(" success ").count(), 2, "{list}");
+}
+
+/// A local HTTP receiver for the webhook: answers 200 and keeps each body.
+mod webhook {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpListener;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use serde_json::Value;
+
+    pub struct Receiver {
+        pub url: String,
+        bodies: mpsc::Receiver<Value>,
+    }
+
+    impl Receiver {
+        pub fn start() -> Receiver {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let url = format!("http://{}/hook", listener.local_addr().unwrap());
+            let (tx, bodies) = mpsc::channel();
+            std::thread::spawn(move || {
+                for stream in listener.incoming().flatten() {
+                    let mut reader = BufReader::new(stream);
+                    let mut length = 0;
+                    loop {
+                        let mut line = String::new();
+                        reader.read_line(&mut line).unwrap();
+                        if line.trim().is_empty() {
+                            break;
+                        }
+                        if let Some((name, value)) = line.split_once(':')
+                            && name.eq_ignore_ascii_case("content-length")
+                        {
+                            length = value.trim().parse().unwrap();
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    reader.read_exact(&mut body).unwrap();
+                    let mut stream = reader.into_inner();
+                    let _ = stream.write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                    );
+                    let _ = tx.send(serde_json::from_slice(&body).unwrap());
+                }
+            });
+            Receiver { url, bodies }
+        }
+
+        pub fn wait_for_post(&self, timeout: Duration) -> Value {
+            self.bodies
+                .recv_timeout(timeout)
+                .expect("the webhook was called")
+        }
+    }
+}
