@@ -528,21 +528,25 @@ impl History {
         state: RunState,
         now: DateTime<Utc>,
     ) -> Result<(), HistoryError> {
-        let sql = match state {
-            RunState::Running => {
-                "UPDATE dag_runs SET state = ?2, start_date = coalesce(start_date, ?3), end_date = NULL
-                 WHERE run_id = ?1"
-            }
-            RunState::Queued => {
-                "UPDATE dag_runs SET state = ?2, end_date = NULL WHERE run_id = ?1 AND ?3 != ''"
-            }
-            RunState::Success | RunState::Failed => {
-                "UPDATE dag_runs SET state = ?2, end_date = ?3 WHERE run_id = ?1"
-            }
+        let now = time(now);
+        let conn = self.conn();
+        let updated = match state {
+            RunState::Queued => conn.execute(
+                "UPDATE dag_runs SET state = 'queued', end_date = NULL WHERE run_id = ?1",
+                params![run_id],
+            ),
+            RunState::Running => conn.execute(
+                "UPDATE dag_runs SET state = 'running', start_date = coalesce(start_date, ?2),
+                     end_date = NULL
+                 WHERE run_id = ?1",
+                params![run_id, now],
+            ),
+            RunState::Success | RunState::Failed => conn.execute(
+                "UPDATE dag_runs SET state = ?2, end_date = ?3 WHERE run_id = ?1",
+                params![run_id, state.as_str(), now],
+            ),
         };
-        self.conn()
-            .execute(sql, params![run_id, state.as_str(), time(now)])
-            .map_err(|e| self.sqlite(e))?;
+        updated.map_err(|e| self.sqlite(e))?;
         Ok(())
     }
 
@@ -701,7 +705,12 @@ impl History {
 
     /// `runs retry`: queues the failed tasks of a failed run again (and
     /// what depends on them), each with `extra_tries` more attempts.
-    pub fn retry_run(&self, run_id: &str, extra_tries: u32) -> Result<RunRecord, HistoryError> {
+    pub fn retry_run(
+        &self,
+        run_id: &str,
+        extra_tries: u32,
+        now: DateTime<Utc>,
+    ) -> Result<RunRecord, HistoryError> {
         let run = self.find_run(run_id)?;
         if run.state != RunState::Failed {
             return Err(HistoryError::NotRetryable {
@@ -731,12 +740,7 @@ impl History {
             });
         }
         self.requeue(&run.run_id, &failed, extra_tries)?;
-        self.conn()
-            .execute(
-                "UPDATE dag_runs SET state = 'queued', end_date = NULL WHERE run_id = ?1",
-                [&run.run_id],
-            )
-            .map_err(|e| self.sqlite(e))?;
+        self.set_run_state(&run.run_id, RunState::Queued, now)?;
         self.find_run(&run.run_id)
     }
 

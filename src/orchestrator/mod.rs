@@ -316,7 +316,9 @@ impl Orchestrator {
 
     /// Queues the failed tasks of a failed run again (`runs retry`).
     pub fn retry(&self, run_id: &str) -> Result<RunRecord, OrchestratorError> {
-        let run = self.history.retry_run(run_id, 1 + self.retries.retries)?;
+        let run = self
+            .history
+            .retry_run(run_id, 1 + self.retries.retries, self.clock.now())?;
         self.wake.notify_one();
         Ok(run)
     }
