@@ -235,6 +235,13 @@ impl S3Config {
     }
 }
 
+/// Reads a file holding a secret (a password, a key, a token): its content
+/// without the final newline. Callers say which setting named the file.
+pub fn read_secret_file(path: &Path) -> std::io::Result<String> {
+    let text = std::fs::read_to_string(path)?;
+    Ok(text.trim_end_matches(['\r', '\n']).to_string())
+}
+
 /// A configuration file that could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

@@ -325,11 +325,12 @@ fn s3_secret(s3: &S3Config) -> Result<Option<String>, StorageError> {
     let Some(path) = &s3.secret_access_key_file else {
         return Ok(None);
     };
-    let text = std::fs::read_to_string(path).map_err(|source| StorageError::SecretFile {
-        path: path.clone(),
-        source,
-    })?;
-    Ok(Some(text.trim_end_matches(['\r', '\n']).to_string()))
+    crate::config::read_secret_file(path)
+        .map(Some)
+        .map_err(|source| StorageError::SecretFile {
+            path: path.clone(),
+            source,
+        })
 }
 
 /// What an S3 request's failure means for the user, and its gist.

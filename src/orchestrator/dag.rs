@@ -130,22 +130,23 @@ impl TaskState {
     }
 }
 
+impl TaskState {
+    const ALL: [TaskState; 7] = [
+        TaskState::Queued,
+        TaskState::Running,
+        TaskState::Success,
+        TaskState::Failed,
+        TaskState::UpForRetry,
+        TaskState::Skipped,
+        TaskState::UpstreamFailed,
+    ];
+}
+
 impl FromStr for TaskState {
     type Err = String;
 
     fn from_str(text: &str) -> Result<TaskState, String> {
-        [
-            TaskState::Queued,
-            TaskState::Running,
-            TaskState::Success,
-            TaskState::Failed,
-            TaskState::UpForRetry,
-            TaskState::Skipped,
-            TaskState::UpstreamFailed,
-        ]
-        .into_iter()
-        .find(|state| state.as_str() == text)
-        .ok_or_else(|| format!("unknown task state {text:?}"))
+        parse_name(&TaskState::ALL, TaskState::as_str, text, "task state")
     }
 }
 
@@ -174,16 +175,30 @@ impl FromStr for RunState {
     type Err = String;
 
     fn from_str(text: &str) -> Result<RunState, String> {
-        [
+        let all = [
             RunState::Queued,
             RunState::Running,
             RunState::Success,
             RunState::Failed,
-        ]
-        .into_iter()
-        .find(|state| state.as_str() == text)
-        .ok_or_else(|| format!("unknown run state {text:?} (queued, running, success, failed)"))
+        ];
+        parse_name(&all, RunState::as_str, text, "run state")
     }
+}
+
+/// The one of `all` whose `name` is `text`; the error lists the names.
+pub fn parse_name<T: Copy>(
+    all: &[T],
+    name: fn(T) -> &'static str,
+    text: &str,
+    what: &str,
+) -> Result<T, String> {
+    all.iter()
+        .copied()
+        .find(|v| name(*v) == text)
+        .ok_or_else(|| {
+            let names: Vec<&str> = all.iter().map(|v| name(*v)).collect();
+            format!("unknown {what} {text:?} ({})", names.join(", "))
+        })
 }
 
 /// What to do next with a task, given the states of the tasks upstream.

@@ -115,10 +115,8 @@ impl FromStr for RunType {
     type Err = String;
 
     fn from_str(text: &str) -> Result<RunType, String> {
-        [RunType::Scheduled, RunType::Manual, RunType::Backfill]
-            .into_iter()
-            .find(|t| t.as_str() == text)
-            .ok_or_else(|| format!("unknown run type {text:?}"))
+        let all = [RunType::Scheduled, RunType::Manual, RunType::Backfill];
+        super::dag::parse_name(&all, RunType::as_str, text, "run type")
     }
 }
 

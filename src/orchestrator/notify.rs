@@ -728,13 +728,12 @@ fn parse_mailboxes(key: &str, addresses: &[String]) -> Result<Vec<Mailbox>, Noti
 
 /// A secret file's content without its final newline; never empty.
 fn read_secret_file(key: &str, file: &Path) -> Result<String, NotifyError> {
-    let text = std::fs::read_to_string(file)
+    let secret = crate::config::read_secret_file(file)
         .map_err(|e| config_error(key, format!("cannot read {}: {e}", file.display())))?;
-    let secret = text.trim_end_matches(['\r', '\n']);
     if secret.is_empty() {
         return Err(config_error(key, format!("{} is empty", file.display())));
     }
-    Ok(secret.to_string())
+    Ok(secret)
 }
 
 /// An error and its sources, each cause once.

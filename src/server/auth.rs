@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 
 use super::ApiError;
-use crate::config::ApiAuth;
+use crate::config::{ApiAuth, read_secret_file};
 
 /// Environment variable holding the API password (over `password_file`).
 pub const PASSWORD_ENV: &str = "SHELFLINE_API_PASSWORD";
@@ -120,14 +120,11 @@ fn secret(
 ) -> Result<Option<String>, CredentialsError> {
     let value = match (from_env.filter(|v| !v.is_empty()), file) {
         (Some(value), _) => value,
-        (None, Some(path)) => std::fs::read_to_string(path)
-            .map_err(|source| CredentialsError::File {
-                key,
-                path: path.to_path_buf(),
-                source,
-            })?
-            .trim_end_matches(['\r', '\n'])
-            .to_string(),
+        (None, Some(path)) => read_secret_file(path).map_err(|source| CredentialsError::File {
+            key,
+            path: path.to_path_buf(),
+            source,
+        })?,
         (None, None) => return Ok(None),
     };
     if value.is_empty() {

@@ -216,11 +216,10 @@ fn parse_tls_mode(value: &str) -> Option<TlsMode> {
 }
 
 fn read_password_file(file: &Path) -> Result<String, SourceError> {
-    let text = std::fs::read_to_string(file).map_err(|e| SourceError::BadUrl {
+    crate::config::read_secret_file(file).map_err(|e| SourceError::BadUrl {
         url: format!("password_file {}", file.display()),
         reason: format!("cannot read it: {e}"),
-    })?;
-    Ok(text.trim_end_matches(['\r', '\n']).to_string())
+    })
 }
 
 fn decode(part: &str) -> String {
