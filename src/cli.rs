@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use chrono::NaiveDate;
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::Config;
+use crate::config::{Config, EngineKind};
 use crate::query::OutputFormat;
 use crate::raw::RawFormat;
 
@@ -18,7 +18,8 @@ pub struct Cli {
     /// TOML configuration file (keys: source, password_file, source_attempts,
     /// source_retry_backoff_ms, raw, lake, raw_format, error_budget,
     /// vacuum_retention_hours, target_partitions, memory_limit_mb,
-    /// lake_lock_wait_secs, and the [s3], [serve] and [notify] tables).
+    /// lake_lock_wait_secs, engine, scheduler, and the [s3], [serve] and
+    /// [notify] tables).
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
     #[command(subcommand)]
@@ -53,6 +54,8 @@ pub enum Command {
         date: DateArg,
         #[command(flatten)]
         locations: Locations,
+        #[command(flatten)]
+        engine: EngineArgs,
     },
     /// Extract, check and transform in one go.
     Run {
@@ -60,6 +63,8 @@ pub enum Command {
         date: DateArg,
         #[command(flatten)]
         locations: Locations,
+        #[command(flatten)]
+        engine: EngineArgs,
     },
     /// Run SQL over the lake (weekly_sales_inventory, store, product, calendar).
     Query {
@@ -102,6 +107,9 @@ pub enum Command {
         #[command(flatten)]
         locations: Locations,
     },
+    /// Run a Ballista scheduler or executor (the distributed engine).
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
     /// Generate a small data set, run the pipeline on it and show a few answers.
     Demo {
         /// Put the source, raw zone and lake in this folder instead of the
@@ -140,6 +148,37 @@ pub enum RunsCommand {
     },
 }
 
+/// `cluster` subcommands: the processes of a Ballista cluster, each with
+/// shelfline's object stores (`file://`, `s3://` with the `[s3]` settings).
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// The scheduler: plans jobs into stages and hands tasks to executors.
+    Scheduler {
+        /// Address clients and executors connect to.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:50050")]
+        bind: String,
+    },
+    /// An executor: runs tasks and serves their shuffle output.
+    Executor {
+        /// The scheduler's address (HOST:PORT or df://HOST:PORT).
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:50050")]
+        scheduler: String,
+        /// Address of the executor's Arrow Flight service (shuffle reads).
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:50051")]
+        bind: String,
+        /// Tasks run at once (default: the number of cores).
+        #[arg(long, value_name = "N")]
+        concurrency: Option<usize>,
+        /// Memory the executor's tasks may hold before they spill, e.g.
+        /// `4GiB` or `512MiB` (default: no limit besides the machine's).
+        #[arg(long, value_name = "SIZE")]
+        memory_limit: Option<String>,
+        /// Folder for shuffle files (default: a temporary folder).
+        #[arg(long, value_name = "DIR")]
+        work_dir: Option<PathBuf>,
+    },
+}
+
 /// `datagen` options.
 #[derive(Debug, Args)]
 pub struct DatagenArgs {
@@ -165,6 +204,30 @@ pub struct DateArg {
     /// Logical date, YYYY-MM-DD.
     #[arg(long)]
     pub date: NaiveDate,
+}
+
+/// Where the transform runs (overrides `engine` and `scheduler`).
+#[derive(Debug, Args, Default)]
+pub struct EngineArgs {
+    /// `local` (this process) or `ballista` (a cluster).
+    #[arg(long, value_enum)]
+    pub engine: Option<EngineKind>,
+    /// The Ballista scheduler, df://HOST:PORT (implies --engine ballista).
+    #[arg(long, value_name = "URL")]
+    pub scheduler: Option<String>,
+}
+
+impl EngineArgs {
+    /// Applies the flags that were given on top of `config`.
+    pub fn apply(&self, config: &mut Config) {
+        if let Some(scheduler) = &self.scheduler {
+            config.scheduler.clone_from(scheduler);
+            config.engine = EngineKind::Ballista;
+        }
+        if let Some(engine) = self.engine {
+            config.engine = engine;
+        }
+    }
 }
 
 /// Location overrides shared by the stage commands.

@@ -21,6 +21,19 @@ pub const DEFAULT_RAW: &str = "file://./shelfline-data/raw";
 /// Default lake: a local folder.
 pub const DEFAULT_LAKE: &str = "file://./shelfline-data/lake";
 
+/// Default Ballista scheduler (`shelfline cluster scheduler`'s address).
+pub const DEFAULT_SCHEDULER: &str = "df://127.0.0.1:50050";
+
+/// Where the transform's SQL runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    /// DataFusion in this process (the default).
+    Local,
+    /// A Ballista cluster: scheduler and executors (`shelfline cluster`).
+    Ballista,
+}
+
 /// Every setting of the pipeline, with its documented default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -56,6 +69,11 @@ pub struct Config {
     /// Seconds a run waits for another run's hold on the lake (the writer
     /// lock) before it fails; 0 fails at once.
     pub lake_lock_wait_secs: u64,
+    /// Where the transform's SQL runs: `local` (this process) or `ballista`
+    /// (the Ballista cluster at `scheduler`).
+    pub engine: EngineKind,
+    /// The Ballista scheduler, `df://HOST:PORT`, when `engine = "ballista"`.
+    pub scheduler: String,
     /// How `s3://` locations are reached.
     pub s3: S3Config,
     /// The orchestrator (`shelfline serve`, `runs`, `backfill`).
@@ -209,6 +227,8 @@ impl Default for Config {
             target_partitions: None,
             memory_limit_mb: None,
             lake_lock_wait_secs: 300,
+            engine: EngineKind::Local,
+            scheduler: DEFAULT_SCHEDULER.to_string(),
             s3: S3Config::default(),
             serve: ServeConfig::default(),
             notify: NotifyConfig::default(),

@@ -10,9 +10,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use std::sync::Arc;
 
-use shelfline::cli::{Cli, Command, Locations, RunsCommand};
+use shelfline::cli::{Cli, ClusterCommand, Command, Locations, RunsCommand};
 use shelfline::config::Config;
 use shelfline::datagen::DatagenSpec;
+use shelfline::engine::cluster::{self, Endpoint, ExecutorOptions};
 use shelfline::orchestrator::clock::SystemClock;
 use shelfline::orchestrator::dag::RunState;
 use shelfline::orchestrator::history::History;
@@ -122,12 +123,22 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Command::Transform { date, locations } => {
+        Command::Transform {
+            date,
+            locations,
+            engine,
+        } => {
+            engine.apply(&mut config);
             let pipeline = pipeline(config, &locations)?;
             let report = pipeline.transform(date.date).await?;
             write!(stdout, "{report}")?;
         }
-        Command::Run { date, locations } => {
+        Command::Run {
+            date,
+            locations,
+            engine,
+        } => {
+            engine.apply(&mut config);
             let pipeline = pipeline(config, &locations)?;
             let report = pipeline.run(date.date).await?;
             write!(stdout, "{}", report.extract)?;
@@ -194,6 +205,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             return see_through(&orchestrator, &run_ids, &mut stdout).await;
         }
+        Command::Cluster(command) => cluster(command, &config).await?,
         Command::Demo { dir, sf } => {
             let lake_flag = dir
                 .as_ref()
@@ -208,6 +220,49 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs a scheduler or an executor until it stops.
+async fn cluster(command: ClusterCommand, config: &Config) -> anyhow::Result<()> {
+    match command {
+        ClusterCommand::Scheduler { bind } => {
+            let bind = Endpoint::parse(&bind)?;
+            eprintln!("Ballista scheduler listening on {bind} (df://{bind})");
+            cluster::run_scheduler(&bind, &config.s3).await?;
+        }
+        ClusterCommand::Executor {
+            scheduler,
+            bind,
+            concurrency,
+            memory_limit,
+            work_dir,
+        } => {
+            let temp_dir;
+            let work_dir = match work_dir {
+                Some(dir) => dir,
+                None => {
+                    temp_dir = tempfile::tempdir().context("executor work folder")?;
+                    temp_dir.path().to_path_buf()
+                }
+            };
+            let options = ExecutorOptions {
+                scheduler: Endpoint::parse(&scheduler)?,
+                bind: Endpoint::parse(&bind)?,
+                concurrency: concurrency.unwrap_or(0),
+                memory_limit: memory_limit
+                    .as_deref()
+                    .map(cluster::parse_size)
+                    .transpose()?,
+                work_dir,
+            };
+            eprintln!(
+                "Ballista executor on {} pulling tasks from {}",
+                options.bind, options.scheduler
+            );
+            cluster::run_executor(options, &config.s3).await?;
+        }
+    }
+    Ok(())
 }
 
 fn orchestrator(config: Config, locations: &Locations) -> anyhow::Result<Arc<Orchestrator>> {

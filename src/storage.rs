@@ -14,6 +14,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
+use datafusion::error::DataFusionError;
+use datafusion::execution::object_store::{DefaultObjectStoreRegistry, ObjectStoreRegistry};
 use object_store::ObjectStore;
 use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
 use object_store::local::LocalFileSystem;
@@ -190,6 +192,53 @@ impl std::fmt::Display for Location {
             Some(dir) => write!(f, "{}", dir.display()),
             None => write!(f, "{}", self.url),
         }
+    }
+}
+
+/// The object stores of every process of a cluster (client, scheduler,
+/// executors): `file://` and any `s3://BUCKET`, made on first use with the
+/// `[s3]` settings. A plan naming raw files thereby resolves the same way
+/// wherever it runs, with no store shipped along with it.
+#[derive(Debug)]
+pub struct StoreRegistry {
+    s3: S3Config,
+    known: DefaultObjectStoreRegistry,
+}
+
+impl StoreRegistry {
+    /// A registry that reaches S3 as `s3` says.
+    pub fn new(s3: S3Config) -> StoreRegistry {
+        StoreRegistry {
+            s3,
+            known: DefaultObjectStoreRegistry::new(),
+        }
+    }
+}
+
+impl ObjectStoreRegistry for StoreRegistry {
+    fn register_store(
+        &self,
+        url: &Url,
+        store: Arc<dyn ObjectStore>,
+    ) -> Option<Arc<dyn ObjectStore>> {
+        self.known.register_store(url, store)
+    }
+
+    fn deregister_store(&self, url: &Url) -> datafusion::error::Result<Arc<dyn ObjectStore>> {
+        self.known.deregister_store(url)
+    }
+
+    fn get_store(&self, url: &Url) -> datafusion::error::Result<Arc<dyn ObjectStore>> {
+        let known = self.known.get_store(url);
+        if known.is_ok() || url.scheme() != "s3" {
+            return known;
+        }
+        let bucket = url.host_str().unwrap_or_default();
+        let location = s3_location(&format!("s3://{bucket}/"), &self.s3)
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let store = Arc::clone(location.store());
+        self.known.register_store(url, Arc::clone(&store));
+        Ok(store)
     }
 }
 

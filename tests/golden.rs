@@ -7,7 +7,7 @@ mod common;
 use common::{Workspace, golden_date, golden_dir, golden_tables, test_server};
 use datafusion::arrow::datatypes::DataType;
 use shelfline::raw::RawFormat;
-use shelfline::schema::{Kind, Table, fact_columns};
+use shelfline::schema::{Kind, fact_columns};
 
 /// Compares the lake's fact table (as CSV) with the expected CSV: floats
 /// within a relative 1e-9, every other column exactly.
@@ -74,7 +74,7 @@ async fn golden_fixture_through_sqlite_source_and_both_raw_formats() {
         let staging = Workspace::new();
         staging.write_raw(golden_date(), &golden_tables());
         let ws = Workspace::new();
-        load_golden_into_source(&staging, &ws).await;
+        common::load_golden_into_source(&staging, &ws).await;
         ws.pipeline.extract(golden_date(), format).await.unwrap();
         ws.pipeline.check(golden_date()).await.unwrap();
         ws.pipeline.transform(golden_date()).await.unwrap();
@@ -91,7 +91,7 @@ async fn golden_fixture_through_mariadb_and_postgresql() {
         let staging = Workspace::new();
         staging.write_raw(golden_date(), &golden_tables());
         let ws = Workspace::with_server(&test_server(var));
-        load_golden_into_source(&staging, &ws).await;
+        common::load_golden_into_source(&staging, &ws).await;
         ws.pipeline
             .extract(golden_date(), RawFormat::CsvGz)
             .await
@@ -99,27 +99,4 @@ async fn golden_fixture_through_mariadb_and_postgresql() {
         ws.pipeline.transform(golden_date()).await.unwrap();
         assert_matches_expected(&ws.fact_csv().await);
     }
-}
-
-/// Parses the golden raw files with the raw reader and loads them into the
-/// source of `target`.
-async fn load_golden_into_source(staging: &Workspace, target: &Workspace) {
-    use futures::TryStreamExt;
-    use shelfline::raw::{RawSet, quarantine::Quarantine, reader::RawSource};
-    let set = RawSet::locate(&staging.pipeline.raw, golden_date())
-        .await
-        .unwrap();
-    target.pipeline.source.create_tables().unwrap();
-    let mut loader = target.pipeline.source.loader().unwrap();
-    for table in Table::ALL {
-        let quarantine = std::sync::Arc::new(Quarantine::new(0));
-        let file = set.files[&table].clone();
-        let source = RawSource::new(staging.pipeline.raw.clone(), file, None, quarantine);
-        let stream = std::sync::Arc::new(source.scan(None, 1)).open(0);
-        let batches: Vec<_> = stream.try_collect().await.unwrap();
-        for batch in batches {
-            loader.insert(table, &batch).unwrap();
-        }
-    }
-    loader.commit().unwrap();
 }

@@ -15,10 +15,12 @@
 //!
 //! A failure at any step publishes nothing and removes nothing.
 
+mod on_cluster;
 pub mod quality;
 pub mod raw_tables;
+mod stock_tables;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,7 +36,7 @@ use datafusion::physical_plan::collect;
 use datafusion::physical_plan::display::DisplayableExecutionPlan;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 
-use crate::config::Config;
+use crate::config::{Config, EngineKind};
 use crate::lake::{FactScope, Lake, LakeError, Publication, PublishReport};
 use crate::raw::facts::ScanFacts;
 use crate::raw::quarantine::Quarantine;
@@ -72,6 +74,30 @@ pub enum TransformError {
         output_qty: String,
         input_qty: String,
     },
+    /// A raw file the cluster could not read (stock readers name the line
+    /// but not the file).
+    #[error("{file}: {source}")]
+    Scan {
+        file: String,
+        source: DataFusionError,
+    },
+    #[error(
+        "{file}, column {column}: {count} values are not {sql_type}, e.g. {}; the local engine (`--engine local`) names the line of each",
+        .examples.join(", ")
+    )]
+    Unparsable {
+        file: String,
+        column: &'static str,
+        sql_type: &'static str,
+        count: u64,
+        examples: Vec<String>,
+    },
+    #[error(
+        "error_budget = {0} sets bad rows aside in a quarantine file, which only the local engine does; set error_budget = 0 or engine = \"local\""
+    )]
+    BudgetOnCluster(u64),
+    #[error(transparent)]
+    Cluster(#[from] crate::engine::ClusterError),
     #[error("query engine error: {0}")]
     Engine(DataFusionError),
     #[error(
@@ -146,16 +172,21 @@ pub async fn transform(
         .await
 }
 
-/// The weekly fact of one date, computed into a scratch folder and not yet
-/// checked. Dropping it removes the scratch folder.
+/// The weekly fact of one date, computed and not yet checked. Dropping it
+/// removes its scratch folder.
 pub struct Staged {
     date: NaiveDate,
+    /// Holds `staged_weekly` and the dimensions, as they will be published.
     ctx: SessionContext,
-    tables: raw_tables::RawTables,
+    /// Holds the input tables: `ctx` itself, or the cluster's session.
+    inputs: SessionContext,
+    /// What the complete read of each raw file found.
+    facts: BTreeMap<Table, ScanFacts>,
     set: RawSet,
     quarantine: Arc<Quarantine>,
-    /// The staged output lives here until the publication has re-encoded it.
-    _scratch: tempfile::TempDir,
+    /// The staged output lives here, if on disk, until the publication has
+    /// re-encoded it.
+    _scratch: Option<tempfile::TempDir>,
     timings: Vec<(&'static str, Duration)>,
 }
 
@@ -171,15 +202,28 @@ pub struct Checked {
     pub rows_written: u64,
 }
 
-/// Steps 1 and 2: locates the raw set of `date` and computes the weekly fact
-/// in one pass over the big files (which also parses and validates every
-/// field and gathers what the checks need).
+/// Steps 1 and 2: locates the raw set of `date` and computes the weekly
+/// fact, with the engine `config` names.
 pub async fn compute(
     config: &Config,
     raw: &Location,
     date: NaiveDate,
 ) -> Result<Staged, TransformError> {
     let set = RawSet::locate(raw, date).await?;
+    match config.engine {
+        EngineKind::Local => compute_locally(config, raw, set).await,
+        EngineKind::Ballista => on_cluster::compute(config, raw, set).await,
+    }
+}
+
+/// Computes the weekly fact in this process, in one pass over the big
+/// files (which also parses and validates every field and gathers what the
+/// checks need), staged as Parquet in a scratch folder.
+async fn compute_locally(
+    config: &Config,
+    raw: &Location,
+    set: RawSet,
+) -> Result<Staged, TransformError> {
     let ctx = crate::engine::session(config)?;
     let quarantine = Arc::new(Quarantine::new(config.error_budget));
     let tables = raw_tables::register(&ctx, raw, &set, &quarantine)?;
@@ -189,12 +233,13 @@ pub async fn compute(
     stage_weekly(&ctx, scratch.path()).await?;
     tables.scan_the_rest(&ctx).await?;
     Ok(Staged {
-        date,
+        date: set.date,
+        inputs: ctx.clone(),
         ctx,
-        tables,
+        facts: tables.all_facts()?,
         set,
         quarantine,
-        _scratch: scratch,
+        _scratch: Some(scratch),
         timings: vec![("compute", started.elapsed())],
     })
 }
@@ -209,14 +254,19 @@ impl Staged {
     /// reconciliation of the staged totals with the input's.
     pub async fn check(mut self) -> Result<Checked, TransformError> {
         let started = Instant::now();
-        let (violations, rows_read) = quality::check(&self.ctx, &self.tables).await?;
+        let (violations, rows_read) = quality::check(&self.inputs, &self.facts).await?;
         if !violations.is_empty() {
             return Err(TransformError::Quality {
                 date: self.date,
                 violations,
             });
         }
-        reconcile(&self.ctx, self.date, self.tables.facts(Table::Sales)?).await?;
+        reconcile(
+            &self.ctx,
+            self.date,
+            quality::facts_of(&self.facts, Table::Sales)?,
+        )
+        .await?;
         let (weeks, rows_written) = count_output(&self.ctx).await?;
         self.timings.push(("check", started.elapsed()));
         Ok(Checked {

@@ -17,7 +17,6 @@ use datafusion::error::Result;
 use datafusion::prelude::SessionContext;
 use futures::future::try_join_all;
 
-use super::raw_tables::RawTables;
 use crate::raw::csv::date_from_days;
 use crate::raw::facts::{DateTotals, ScanFacts};
 use crate::schema::Table;
@@ -43,22 +42,25 @@ impl fmt::Display for Violation {
 /// Rows read per input table.
 pub type RowCounts = Vec<(Table, u64)>;
 
-/// Runs every input rule over raw files that were all read in full;
-/// returns the violations (empty when the input is good) and the rows of
-/// each table.
-pub async fn check(ctx: &SessionContext, raw: &RawTables) -> Result<(Vec<Violation>, RowCounts)> {
+/// Runs every input rule over raw files that were all read in full (their
+/// `facts`, and SQL on `ctx`'s input tables); returns the violations (empty
+/// when the input is good) and the rows of each table.
+pub async fn check(
+    ctx: &SessionContext,
+    facts: &BTreeMap<Table, ScanFacts>,
+) -> Result<(Vec<Violation>, RowCounts)> {
     let mut violations = Vec::new();
     let mut counts = Vec::new();
     for table in Table::ALL {
-        let facts = raw.facts(table)?;
-        counts.push((table, facts.rows));
-        violations.extend(null_keys(table, facts));
+        let table_facts = facts_of(facts, table)?;
+        counts.push((table, table_facts.rows));
+        violations.extend(null_keys(table, table_facts));
     }
-    let calendar = &raw.facts(Table::Calendar)?.dates;
+    let calendar = &facts_of(facts, Table::Calendar)?.dates;
     for table in [Table::Sales, Table::Inventory] {
         violations.extend(dates_missing_from_calendar(
             table,
-            raw.facts(table)?,
+            facts_of(facts, table)?,
             calendar,
         ));
     }
@@ -68,11 +70,20 @@ pub async fn check(ctx: &SessionContext, raw: &RawTables) -> Result<(Vec<Violati
         (Table::Inventory, "duplicate inventory key"),
     ]
     .into_iter()
-    .filter(|(table, _)| raw.facts(*table).is_ok_and(|f| !f.unique_key_ascending))
+    .filter(|(table, _)| facts_of(facts, *table).is_ok_and(|f| !f.unique_key_ascending))
     .map(|(table, rule)| duplicates(ctx, rule, table));
     violations.extend(try_join_all(duplicate_rules).await?.into_iter().flatten());
     violations.extend(calendar_week_nulls(ctx).await?);
     Ok((violations, counts))
+}
+
+/// The facts of `table`'s file.
+pub fn facts_of(facts: &BTreeMap<Table, ScanFacts>, table: Table) -> Result<&ScanFacts> {
+    facts.get(&table).ok_or_else(|| {
+        datafusion::error::DataFusionError::Internal(format!(
+            "raw table {table} was not read in full before its facts were asked"
+        ))
+    })
 }
 
 /// A violation per key column of `table` with NULLs.

@@ -93,16 +93,19 @@ impl RawTables {
         Ok(())
     }
 
-    /// The facts of `table`'s file (call [`RawTables::scan_the_rest`] first).
-    pub fn facts(&self, table: Table) -> Result<&ScanFacts> {
+    /// The facts of every file (call [`RawTables::scan_the_rest`] first).
+    pub fn all_facts(&self) -> Result<BTreeMap<Table, ScanFacts>> {
         self.sources
-            .get(&table)
-            .and_then(RawSource::facts)
-            .ok_or_else(|| {
-                datafusion::error::DataFusionError::Internal(format!(
-                    "raw table {table} was not read in full before its facts were asked"
-                ))
+            .iter()
+            .map(|(table, source)| {
+                let facts = source.facts().ok_or_else(|| {
+                    datafusion::error::DataFusionError::Internal(format!(
+                        "raw table {table} was not read in full before its facts were asked"
+                    ))
+                })?;
+                Ok((*table, facts.clone()))
             })
+            .collect()
     }
 }
 

@@ -16,6 +16,7 @@ use shelfline::pipeline::Pipeline;
 use shelfline::query;
 use shelfline::schema::Table;
 
+pub mod cluster;
 pub mod s3;
 pub mod smtp;
 
@@ -89,6 +90,18 @@ impl Workspace {
         config.lake = dir.path().join("lake").display().to_string();
         let pipeline = Pipeline::new(config).unwrap();
         Workspace { dir, pipeline }
+    }
+
+    /// A workspace with its own lake (and source) that reads this one's
+    /// raw zone, with `config` for everything else.
+    pub fn sharing_raw(&self, config: Config) -> Workspace {
+        let ws = Workspace::with_config(config);
+        let mut config = ws.pipeline.config.clone();
+        config.raw = self.raw_dir().display().to_string();
+        Workspace {
+            pipeline: Pipeline::new(config).unwrap(),
+            dir: ws.dir,
+        }
     }
 
     pub fn raw_dir(&self) -> PathBuf {
@@ -185,4 +198,27 @@ fn floats_close(x: &str, y: &str) -> bool {
         (Ok(a), Ok(b)) => (a - b).abs() <= 1e-9 * a.abs().max(b.abs()),
         _ => false,
     }
+}
+
+/// Parses the golden raw files with the raw reader and loads them into the
+/// source of `target`.
+pub async fn load_golden_into_source(staging: &Workspace, target: &Workspace) {
+    use futures::TryStreamExt;
+    use shelfline::raw::{RawSet, quarantine::Quarantine, reader::RawSource};
+    let set = RawSet::locate(&staging.pipeline.raw, golden_date())
+        .await
+        .unwrap();
+    target.pipeline.source.create_tables().unwrap();
+    let mut loader = target.pipeline.source.loader().unwrap();
+    for table in Table::ALL {
+        let quarantine = std::sync::Arc::new(Quarantine::new(0));
+        let file = set.files[&table].clone();
+        let source = RawSource::new(staging.pipeline.raw.clone(), file, None, quarantine);
+        let stream = std::sync::Arc::new(source.scan(None, 1)).open(0);
+        let batches: Vec<_> = stream.try_collect().await.unwrap();
+        for batch in batches {
+            loader.insert(table, &batch).unwrap();
+        }
+    }
+    loader.commit().unwrap();
 }

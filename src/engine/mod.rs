@@ -1,4 +1,8 @@
-//! Where SQL runs: a local DataFusion session configured from [`Config`].
+//! Where SQL runs: a local DataFusion session configured from [`Config`],
+//! or a Ballista cluster ([`cluster`]).
+
+pub mod cluster;
+mod gunzip;
 
 use std::sync::Arc;
 
@@ -9,6 +13,8 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use deltalake::delta_datafusion::planner::DeltaPlanner;
 
 use crate::config::Config;
+
+pub use cluster::{ClusterError, cluster_session};
 
 /// A DataFusion session with the configured parallelism and memory limit.
 ///
