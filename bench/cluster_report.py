@@ -6,10 +6,9 @@ Per setup key (`FORMAT-SETUP`, e.g. `csv.gz-ballista-2`) in WORK_DIR:
 - times.txt: one line per timed run, `key rep wall_s cpu_s max_rss_kib
   tail_s` (bench/measure.py's numbers for the client);
 - KEY.procs: one line per cluster process (scheduler first, then the
-  executors), `peak_rss_kib cpu_s` at the end of the setup's runs, then the
-  same just before its first timed run;
-- KEY.steps: the steps' times of its last run; KEY.shuffle: bytes of
-  shuffle files its warm-up run left in the executors' work folders;
+  executors), `peak_rss_kib cpu_s disk_write_bytes` at the end of the
+  setup's runs, then the same just before its first timed run;
+- KEY.steps: the steps' times of its last run;
 - FORMAT.sizes: raw bytes, the fact's Parquet bytes and rows.
 SF, FORMATS, REPS and BIN come from the environment.
 """
@@ -72,7 +71,7 @@ def print_format(work, fmt, runs):
         cpus = [r[1] for r in runs[key]]
         client_rss = max(r[2] for r in runs[key])
         procs = read_procs(os.path.join(work, f"{key}.procs"))
-        cluster_cpu = sum(after - before for _, after, before in procs) / len(walls)
+        cluster_cpu = sum(p[1] - p[2] for p in procs) / len(walls)
         scheduler = mib(procs[0][0]) if procs else "—"
         executors = ", ".join(mib(p[0]) for p in procs[1:]) or "—"
         cluster = f"{cluster_cpu:.2f}" if procs else "—"
@@ -87,15 +86,18 @@ def print_volumes(work, fmt):
     print(f"\nRaw files {int(raw_bytes) / 2**20:.0f} MiB; the fact: {fact_rows} rows, "
           f"{int(fact_bytes) / 2**20:.1f} MiB as zstd Parquet in the lake (on the cluster, "
           "sent from the executors to the client as Arrow).\n")
-    print("| setup | steps of the last run (as `transform` reports them) | shuffle files written |")
+    print("| setup | steps of the last run (as `transform` reports them) "
+          "| written to disk by the executors per run (shuffle files, final results included) |")
     print("|---|---|--:|")
     for setup, label in SETUPS:
         key = f"{fmt}-{setup}"
         steps = read_words(os.path.join(work, f"{key}.steps"))
         if not steps:
             continue
-        shuffle = read_words(os.path.join(work, f"{key}.shuffle"))
-        volume = f"{int(shuffle[0]) / 2**20:.0f} MiB" if shuffle else "—"
+        executors = read_procs(os.path.join(work, f"{key}.procs"))[1:]
+        runs = int(os.environ["REPS"])
+        written = sum(p[4] - p[3] for p in executors) / runs
+        volume = f"{written / 2**20:.0f} MiB" if executors else "—"
         print(f"| {label} | {' '.join(steps)} | {volume} |")
     print()
 
@@ -109,14 +111,16 @@ def read_words(path):
 
 
 def read_procs(path):
-    """[(peak_rss_kib, cpu_after_s, cpu_before_s)] per process."""
+    """[(peak_rss_kib, cpu_after_s, cpu_before_s, written_before, written_after)]
+    per process."""
     if not os.path.exists(path):
         return []
     procs = []
     with open(path) as f:
         for line in f:
-            hwm, cpu_after, _, cpu_before = line.split()
-            procs.append((int(hwm), float(cpu_after), float(cpu_before)))
+            hwm, cpu_after, written_after, _, cpu_before, written_before = line.split()
+            procs.append((int(hwm), float(cpu_after), float(cpu_before),
+                          int(written_before), int(written_after)))
     return procs
 
 
