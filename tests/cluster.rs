@@ -11,11 +11,12 @@ use std::time::Duration;
 
 use chrono::NaiveDate;
 use common::cluster::{TestCluster, shared_scheduler, wait_until};
-use common::{Workspace, assert_same_csv, golden_date, golden_tables};
+use common::{Workspace, assert_same_csv, golden_date, golden_tables, s3};
+use object_store::ObjectStoreExt as _;
 use shelfline::config::{Config, EngineKind};
 use shelfline::datagen::DatagenSpec;
 use shelfline::query;
-use shelfline::raw::RawFormat;
+use shelfline::raw::{self, RawFormat};
 use shelfline::schema::Table;
 
 /// A config that sends the transform to the cluster at `scheduler`.
@@ -92,6 +93,39 @@ async fn golden_fixture_on_the_cluster_matches_the_local_engine_in_both_formats(
 async fn sf_0_1_on_the_cluster_matches_the_local_engine() {
     let (ws, date) = sf_0_1(RawFormat::CsvGz).await;
     assert_cluster_matches_local(&ws, date, &shared_scheduler()).await;
+}
+
+/// The scheduler and the executors reach an `s3://` raw zone with the
+/// credentials of their own environment (the `AWS_*` variables), as on a
+/// cluster of several machines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_executors_read_a_raw_zone_on_s3_with_their_own_credentials() {
+    let endpoint = s3::endpoint();
+    let cluster = TestCluster::start_with_env(2, &s3::env(&endpoint));
+    let local = Workspace::new();
+    local.write_raw(golden_date(), &golden_tables());
+    let raw = format!("s3://{}/raw", s3::new_bucket("cluster-raw"));
+    let mut config = on_cluster(&cluster.scheduler);
+    config.s3 = s3::config(&endpoint, local.dir.path());
+    let on_s3 = Workspace::reading_raw(config, &raw);
+    for table in Table::ALL {
+        let path = raw::file_path(table, golden_date(), RawFormat::CsvGz);
+        let bytes = std::fs::read(local.raw_dir().join(path.as_ref())).unwrap();
+        on_s3
+            .pipeline
+            .raw
+            .store()
+            .put(&path, bytes.into())
+            .await
+            .unwrap();
+    }
+    on_s3.pipeline.transform(golden_date()).await.unwrap();
+    local.pipeline.transform(golden_date()).await.unwrap();
+    assert_same_csv(
+        &lake_csv(&on_s3).await,
+        &lake_csv(&local).await,
+        "lake from an S3 raw zone on the cluster against the local lake",
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -24,10 +24,17 @@ impl TestCluster {
     /// ports, each executor running up to two tasks, and waits until the
     /// scheduler has seen an executor (unless there is none).
     pub fn start(executors: usize) -> TestCluster {
+        TestCluster::start_with_env(executors, &[])
+    }
+
+    /// [`TestCluster::start`] with the environment variables `env` set in
+    /// every process of the cluster.
+    pub fn start_with_env(executors: usize, env: &[(&str, String)]) -> TestCluster {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let scheduler_process = spawn(
             dir.path(),
+            env,
             "scheduler",
             &[
                 "cluster",
@@ -48,6 +55,7 @@ impl TestCluster {
             std::fs::create_dir_all(&work).unwrap();
             let child = spawn(
                 cluster.dir.path(),
+                env,
                 &format!("executor-{n}"),
                 &[
                     "cluster",
@@ -99,11 +107,13 @@ impl Drop for TestCluster {
     }
 }
 
-/// Starts `shelfline ARGS` logging at info level into `<dir>/<name>.log`.
-fn spawn(dir: &Path, name: &str, args: &[&str]) -> Child {
+/// Starts `shelfline ARGS` with `env`, logging at info level into
+/// `<dir>/<name>.log`.
+fn spawn(dir: &Path, env: &[(&str, String)], name: &str, args: &[&str]) -> Child {
     let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
     Command::new(env!("CARGO_BIN_EXE_shelfline"))
         .args(args)
+        .envs(env.iter().map(|(key, value)| (key, value)))
         .env("SHELFLINE_LOG", "info")
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())

@@ -95,9 +95,15 @@ impl Workspace {
     /// A workspace with its own lake (and source) that reads this one's
     /// raw zone, with `config` for everything else.
     pub fn sharing_raw(&self, config: Config) -> Workspace {
+        Workspace::reading_raw(config, &self.raw_dir().display().to_string())
+    }
+
+    /// A workspace with its own lake (and source) whose raw zone is `raw`,
+    /// with `config` for everything else.
+    pub fn reading_raw(config: Config, raw: &str) -> Workspace {
         let ws = Workspace::with_config(config);
         let mut config = ws.pipeline.config.clone();
-        config.raw = self.raw_dir().display().to_string();
+        config.raw = raw.to_string();
         Workspace {
             pipeline: Pipeline::new(config).unwrap(),
             dir: ws.dir,
