@@ -140,17 +140,9 @@ async fn values_the_contract_forbids_fail_on_the_cluster_naming_file_and_column(
         let mut tables = golden_tables();
         tables.insert(table, with_value(&tables[&table], table, column, bad));
         ws.write_raw(golden_date(), &tables);
-        let error = ws
-            .pipeline
-            .transform(golden_date())
-            .await
-            .unwrap_err()
-            .to_string();
+        let error = failed_transform(&ws).await;
         let file = format!("{table}/{table}_{}.csv.gz", golden_date());
-        for part in [&file, column, &format!("`{bad}`"), sql_type] {
-            assert!(error.contains(part), "{part} missing from: {error}");
-        }
-        assert_eq!(ws.version("weekly_sales_inventory").await, None);
+        assert_mentions(&error, &[&file, column, &format!("`{bad}`"), sql_type]);
     }
 }
 
@@ -163,16 +155,27 @@ async fn a_task_that_fails_on_an_executor_names_the_stage_and_the_file() {
         .join(format!("sales/sales_{}.csv.gz", golden_date()));
     let whole = std::fs::read(&sales).unwrap();
     std::fs::write(&sales, &whole[..whole.len() / 2]).unwrap();
+    let error = failed_transform(&ws).await;
+    assert_mentions(&error, &["stage", "sales_2026", "is not a whole gzip file"]);
+}
+
+/// The error of transforming the golden date in `ws`, after checking that
+/// nothing was published.
+async fn failed_transform(ws: &Workspace) -> String {
     let error = ws
         .pipeline
         .transform(golden_date())
         .await
         .unwrap_err()
         .to_string();
-    for part in ["stage", "sales_2026", "is not a whole gzip file"] {
+    assert_eq!(ws.version("weekly_sales_inventory").await, None);
+    error
+}
+
+fn assert_mentions(error: &str, parts: &[&str]) {
+    for part in parts {
         assert!(error.contains(part), "{part} missing from: {error}");
     }
-    assert_eq!(ws.version("weekly_sales_inventory").await, None);
 }
 
 /// `csv` with `column` of its first data row set to `value`.
@@ -190,18 +193,10 @@ async fn a_cluster_without_executors_is_named_with_what_to_start() {
     let cluster = TestCluster::start(0);
     let ws = Workspace::with_config(on_cluster(&cluster.scheduler));
     ws.write_raw(golden_date(), &golden_tables());
-    let error = ws
-        .pipeline
-        .transform(golden_date())
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(error.contains("no executor registered"), "{error}");
+    let error = failed_transform(&ws).await;
     let addr = cluster.scheduler.trim_start_matches("df://");
-    assert!(
-        error.contains(&format!("shelfline cluster executor --scheduler {addr}")),
-        "{error}"
-    );
+    let command = format!("shelfline cluster executor --scheduler {addr}");
+    assert_mentions(&error, &["no executor registered", &command]);
 }
 
 /// SIGKILL of an executor while it runs tasks of the transform: Ballista
