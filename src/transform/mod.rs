@@ -184,9 +184,9 @@ pub struct Staged {
     facts: BTreeMap<Table, ScanFacts>,
     set: RawSet,
     quarantine: Arc<Quarantine>,
-    /// The staged output lives here, if on disk, until the publication has
-    /// re-encoded it.
-    _scratch: Option<tempfile::TempDir>,
+    /// The staged output lives here until the publication has re-encoded
+    /// it.
+    _scratch: tempfile::TempDir,
     timings: Vec<(&'static str, Duration)>,
 }
 
@@ -239,7 +239,7 @@ async fn compute_locally(
         facts: tables.all_facts()?,
         set,
         quarantine,
-        _scratch: Some(scratch),
+        _scratch: scratch,
         timings: vec![("compute", started.elapsed())],
     })
 }
@@ -350,8 +350,7 @@ async fn fact_scope(ctx: &SessionContext, set: &RawSet) -> Result<FactScope, Tra
 /// Computes the weekly fact into Parquet files under `dir` and registers
 /// them as `staged_weekly`.
 async fn stage_weekly(ctx: &SessionContext, dir: &std::path::Path) -> Result<(), TransformError> {
-    let staged = dir.join("weekly_sales_inventory");
-    std::fs::create_dir_all(&staged).map_err(TransformError::Scratch)?;
+    let staged = staged_folder(dir)?;
     let staged_url = format!("{}/", staged.display());
     // The staged files live only until the lake commit has re-encoded them:
     // light compression is enough.
@@ -373,10 +372,27 @@ async fn stage_weekly(ctx: &SessionContext, dir: &std::path::Path) -> Result<(),
         "the metric query as run, with its metrics:\n{}",
         DisplayableExecutionPlan::with_metrics(plan.as_ref()).indent(true)
     );
+    register_staged(ctx, &staged).await
+}
+
+/// The folder, created in the scratch folder `dir`, where the weekly fact
+/// is staged as Parquet files.
+fn staged_folder(dir: &std::path::Path) -> Result<std::path::PathBuf, TransformError> {
+    let staged = dir.join("weekly_sales_inventory");
+    std::fs::create_dir_all(&staged).map_err(TransformError::Scratch)?;
+    Ok(staged)
+}
+
+/// Registers the Parquet files of the folder `staged` in `ctx` as
+/// `staged_weekly`, with the contract's types.
+async fn register_staged(
+    ctx: &SessionContext,
+    staged: &std::path::Path,
+) -> Result<(), TransformError> {
     let fact_schema = schema::fact_schema();
     let options = ParquetReadOptions::default().schema(&fact_schema);
-    ctx.register_parquet("staged_weekly", &staged_url, options)
-        .await?;
+    let url = format!("{}/", staged.display());
+    ctx.register_parquet("staged_weekly", &url, options).await?;
     Ok(())
 }
 

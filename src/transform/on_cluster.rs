@@ -29,10 +29,12 @@ use datafusion::parquet::arrow::AsyncArrowWriter;
 use datafusion::parquet::basic::Compression;
 use datafusion::parquet::errors::ParquetError;
 use datafusion::parquet::file::properties::WriterProperties;
-use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use datafusion::prelude::SessionContext;
 use futures::TryStreamExt;
 
-use super::{Staged, TransformError, WEEKLY_SQL, quality, stock_tables};
+use super::{
+    Staged, TransformError, WEEKLY_SQL, quality, register_staged, staged_folder, stock_tables,
+};
 use crate::config::Config;
 use crate::raw::quarantine::Quarantine;
 use crate::raw::{self, RawSet};
@@ -76,7 +78,7 @@ pub(super) async fn compute(
         facts,
         set,
         quarantine: Arc::new(Quarantine::new(0)),
-        _scratch: Some(scratch),
+        _scratch: scratch,
         timings: vec![
             ("scan", scanned),
             ("compute", started.elapsed() - scanned - fetch),
@@ -94,8 +96,7 @@ async fn stage_weekly(
     ctx: &SessionContext,
     dir: &Path,
 ) -> Result<Duration, TransformError> {
-    let staged = dir.join("weekly_sales_inventory");
-    std::fs::create_dir_all(&staged).map_err(TransformError::Scratch)?;
+    let staged = staged_folder(dir)?;
     let file = tokio::fs::File::create(staged.join("part-0.parquet"))
         .await
         .map_err(TransformError::Scratch)?;
@@ -115,9 +116,7 @@ async fn stage_weekly(
         writer.write(&batch).await.map_err(parquet_error)?;
     }
     writer.close().await.map_err(parquet_error)?;
-    let options = ParquetReadOptions::default().schema(&schema);
-    let url = format!("{}/", staged.display());
-    ctx.register_parquet("staged_weekly", &url, options).await?;
+    register_staged(ctx, &staged).await?;
     Ok(first_batch.map(|at| at.elapsed()).unwrap_or_default())
 }
 

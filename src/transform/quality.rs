@@ -81,7 +81,7 @@ pub async fn check(
 pub fn facts_of(facts: &BTreeMap<Table, ScanFacts>, table: Table) -> Result<&ScanFacts> {
     facts.get(&table).ok_or_else(|| {
         datafusion::error::DataFusionError::Internal(format!(
-            "raw table {table} was not read in full before its facts were asked"
+            "no facts were gathered for raw table {table}"
         ))
     })
 }
