@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use ballista::prelude::{SessionConfigExt, SessionContextExt};
 use ballista_core::config::TaskSchedulingPolicy;
+use ballista_core::registry::BallistaFunctionRegistry;
 use ballista_core::utils::default_session_builder;
 use ballista_core::{ConfigProducer, RuntimeProducer};
 use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
@@ -148,7 +149,7 @@ pub async fn cluster_session(
     if let Some(partitions) = config.target_partitions {
         session_config = session_config.with_target_partitions(partitions.max(1));
     }
-    let state = SessionStateBuilder::new()
+    let mut state = SessionStateBuilder::new()
         .with_default_features()
         .with_config(session_config)
         .with_runtime_env(runtime(
@@ -156,6 +157,7 @@ pub async fn cluster_session(
             None,
         )?)
         .build();
+    super::add_functions(&mut state)?;
     let url = format!("df://{scheduler}");
     Ok(SessionContext::remote_with_state(&url, state).await?)
 }
@@ -204,9 +206,11 @@ pub async fn run_scheduler(bind: &Endpoint, s3: &S3Config) -> Result<(), Cluster
         let runtime = RuntimeEnvBuilder::new()
             .with_object_store_registry(Arc::clone(&stores) as _)
             .build_arc()?;
-        Ok(SessionStateBuilder::new_from_existing(state)
+        let mut state = SessionStateBuilder::new_from_existing(state)
             .with_runtime_env(runtime)
-            .build())
+            .build();
+        super::add_functions(&mut state)?;
+        Ok(state)
     });
     let config = SchedulerConfig {
         bind_host: bind.host.clone(),
@@ -250,11 +254,23 @@ pub async fn run_executor(options: ExecutorOptions, s3: &S3Config) -> Result<(),
         memory_pool_size: options.memory_limit,
         override_runtime_producer: Some(runtime_producer),
         override_config_producer: Some(config_producer()),
+        override_function_registry: Some(Arc::new(function_registry())),
         ..ExecutorProcessConfig::default()
     };
     start_executor_process(Arc::new(config))
         .await
         .map_err(|e| stopped("executor", e))
+}
+
+/// The functions an executor's tasks may call: DataFusion's and
+/// shelfline's own (see [`super::add_functions`]).
+fn function_registry() -> BallistaFunctionRegistry {
+    let mut registry = BallistaFunctionRegistry::default();
+    let latest = super::latest::value_at_latest();
+    registry
+        .aggregate_functions
+        .insert(latest.name().to_string(), latest);
+    registry
 }
 
 /// The session settings every process starts from.

@@ -3,12 +3,14 @@
 
 pub mod cluster;
 mod gunzip;
+pub mod latest;
 
 use std::sync::Arc;
 
+use datafusion::execution::FunctionRegistry as _;
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use deltalake::delta_datafusion::planner::DeltaPlanner;
 
@@ -29,11 +31,20 @@ pub fn session(config: &Config) -> datafusion::error::Result<SessionContext> {
     if let Some(limit_mb) = config.memory_limit_mb {
         runtime = runtime.with_memory_pool(Arc::new(FairSpillPool::new(limit_mb << 20)));
     }
-    let state = SessionStateBuilder::new()
+    let mut state = SessionStateBuilder::new()
         .with_default_features()
         .with_config(session_config)
         .with_runtime_env(runtime.build_arc()?)
         .with_query_planner(DeltaPlanner::new())
         .build();
+    add_functions(&mut state)?;
     Ok(SessionContext::new_with_state(state))
+}
+
+/// Adds shelfline's own SQL functions ([`latest`]) to `state`. Every
+/// session that plans or runs the metric query needs them: the local one,
+/// and on a cluster the client, the scheduler and the executors.
+pub fn add_functions(state: &mut SessionState) -> datafusion::error::Result<()> {
+    state.register_udaf(latest::value_at_latest())?;
+    Ok(())
 }

@@ -88,6 +88,8 @@ impl<R: Read> Chunker<R> {
     /// Reads up to a chunk's worth more onto `bytes`; notes the end of input.
     fn fill(&mut self, bytes: &mut Vec<u8>) -> std::io::Result<()> {
         let wanted = self.chunk_bytes.max(bytes.len());
+        // One allocation per chunk, rather than read_to_end's doubling.
+        bytes.reserve(wanted);
         let read = (&mut self.input).take(wanted as u64).read_to_end(bytes)?;
         if read == 0 {
             self.at_end = true;
@@ -99,6 +101,10 @@ impl<R: Read> Chunker<R> {
 /// The length of the longest prefix of `bytes` that ends with a newline
 /// outside quotes; `bytes` starts outside quotes.
 fn end_of_last_row(bytes: &[u8]) -> Option<usize> {
+    if memchr::memchr(b'"', bytes).is_none() {
+        // No quotes (the common case): the last newline ends a row.
+        return memchr::memrchr(b'\n', bytes).map(|at| at + 1);
+    }
     let mut quoted = false;
     let mut end = None;
     for at in memchr2_iter(b'"', b'\n', bytes) {

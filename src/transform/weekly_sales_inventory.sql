@@ -67,10 +67,13 @@ weekly AS (
            SUM(d.cost)                              AS total_cost_amt,
            COUNT(d.inv_dt)                          AS inventory_days,
            MAX(d.inv_dt)                            AS eow_date,
-           -- The snapshot at eow_date: the last by snapshot date, days
-           -- without a snapshot (inv_dt NULL) sorting first.
-           last_value(d.on_hand  ORDER BY d.inv_dt ASC NULLS FIRST) AS stock_on_hand_qty,
-           last_value(d.on_order ORDER BY d.inv_dt ASC NULLS FIRST) AS stock_on_order_qty,
+           -- The snapshot at eow_date: the value on the row with the latest
+           -- snapshot date; days without a snapshot (inv_dt NULL) never
+           -- count. shelfline's own aggregate (src/engine/latest.rs), what
+           -- last_value(x ORDER BY inv_dt ASC NULLS FIRST) means here, much
+           -- faster.
+           value_at_latest(d.on_hand, d.inv_dt)     AS stock_on_hand_qty,
+           value_at_latest(d.on_order, d.inv_dt)    AS stock_on_order_qty,
            SUM(d.oos)                               AS no_stock_instances,
            SUM(d.low)                               AS low_stock_instances,
            -- Sales value beyond the stock on hand, on low days that sold.
