@@ -149,7 +149,7 @@ pub async fn cluster_session(
     if let Some(partitions) = config.target_partitions {
         session_config = session_config.with_target_partitions(partitions.max(1));
     }
-    let mut state = SessionStateBuilder::new()
+    let state = SessionStateBuilder::new()
         .with_default_features()
         .with_config(session_config)
         .with_runtime_env(runtime(
@@ -157,9 +157,11 @@ pub async fn cluster_session(
             None,
         )?)
         .build();
-    super::add_functions(&mut state)?;
     let url = format!("df://{scheduler}");
-    Ok(SessionContext::remote_with_state(&url, state).await?)
+    let ctx = SessionContext::remote_with_state(&url, state).await?;
+    // Ballista sets the session's functions to its own list: ours go after.
+    super::add_functions(&mut ctx.state_ref().write())?;
+    Ok(ctx)
 }
 
 /// Asks the scheduler's `/readyz` whether an executor is alive: a job sent

@@ -353,9 +353,12 @@ async fn stage_weekly(ctx: &SessionContext, dir: &std::path::Path) -> Result<(),
     let staged = staged_folder(dir)?;
     let staged_url = format!("{}/", staged.display());
     // The staged files live only until the lake commit has re-encoded them:
-    // light compression is enough.
+    // light compression, no dictionaries nor statistics (the lake's files
+    // have them).
     let mut staging = TableParquetOptions::default();
     staging.global.compression = Some("lz4_raw".to_string());
+    staging.global.dictionary_enabled = Some(false);
+    staging.global.statistics_enabled = Some("none".to_string());
     let format = Arc::new(ParquetFormatFactory::new_with_options(staging));
     let query = ctx.sql(WEEKLY_SQL).await?.into_unoptimized_plan();
     let write = LogicalPlanBuilder::copy_to(

@@ -28,7 +28,7 @@ use datafusion::datasource::MemTable;
 use datafusion::parquet::arrow::AsyncArrowWriter;
 use datafusion::parquet::basic::Compression;
 use datafusion::parquet::errors::ParquetError;
-use datafusion::parquet::file::properties::WriterProperties;
+use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use datafusion::prelude::SessionContext;
 use futures::TryStreamExt;
 
@@ -101,10 +101,11 @@ async fn stage_weekly(
         .await
         .map_err(TransformError::Scratch)?;
     let schema = schema::fact_schema();
-    // The staged file lives only until the lake commit has re-encoded it:
-    // light compression is enough.
+    // As the local engine stages it (see stage_weekly).
     let properties = WriterProperties::builder()
         .set_compression(Compression::LZ4_RAW)
+        .set_dictionary_enabled(false)
+        .set_statistics_enabled(EnabledStatistics::None)
         .build();
     let mut writer = AsyncArrowWriter::try_new(file, Arc::clone(&schema), Some(properties))
         .map_err(parquet_error)?;
