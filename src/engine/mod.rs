@@ -24,6 +24,15 @@ pub use cluster::{ClusterError, cluster_session};
 /// can be handed to a Delta write and run with the same settings.
 pub fn session(config: &Config) -> datafusion::error::Result<SessionContext> {
     let mut session_config = SessionConfig::new();
+    // Skip an aggregation's partial stage when its first 100k rows hold more
+    // than 10% distinct groups (DataFusion's default: 80%). The metric
+    // query's daily and weekly aggregates reduce their input only 3x: hashing
+    // every row twice cost more than it saved. Measured at SF 3 on csv.gz:
+    // 5% faster and a quarter less peak memory.
+    session_config
+        .options_mut()
+        .execution
+        .skip_partial_aggregation_probe_ratio_threshold = 0.1;
     if let Some(partitions) = config.target_partitions {
         session_config = session_config.with_target_partitions(partitions.max(1));
     }
