@@ -268,10 +268,11 @@ pub async fn run_executor(options: ExecutorOptions, s3: &S3Config) -> Result<(),
 /// shelfline's own (see [`super::add_functions`]).
 fn function_registry() -> BallistaFunctionRegistry {
     let mut registry = BallistaFunctionRegistry::default();
-    let latest = super::latest::value_at_latest();
-    registry
-        .aggregate_functions
-        .insert(latest.name().to_string(), latest);
+    for function in super::functions() {
+        registry
+            .aggregate_functions
+            .insert(function.name().to_string(), function);
+    }
     registry
 }
 

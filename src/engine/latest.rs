@@ -21,7 +21,7 @@ use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Date32Array, Decimal128Array,
 };
 use datafusion::arrow::datatypes::{DataType, Date32Type, Decimal128Type, Field, FieldRef};
-use datafusion::common::{Result, ScalarValue, plan_err};
+use datafusion::common::{Result, ScalarValue, internal_datafusion_err, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::{AggregateOrderSensitivity, format_state_name};
 use datafusion::logical_expr::{
@@ -165,23 +165,16 @@ impl Slots {
 
 /// The (value, date) arguments, or the (value, date) state, as typed arrays.
 fn typed(arrays: &[ArrayRef]) -> Result<(&Decimal128Array, &Date32Array)> {
-    match arrays {
-        [values, dates] => Ok((
-            values.as_primitive_opt::<Decimal128Type>().ok_or_else(|| {
-                datafusion::error::DataFusionError::Internal(format!(
-                    "{NAME}: the value is {}, not a DECIMAL",
-                    values.data_type()
-                ))
-            })?,
-            dates.as_primitive_opt::<Date32Type>().ok_or_else(|| {
-                datafusion::error::DataFusionError::Internal(format!(
-                    "{NAME}: the date is {}, not a DATE",
-                    dates.data_type()
-                ))
-            })?,
-        )),
-        _ => plan_err!("{NAME} takes two arguments, not {}", arrays.len()),
-    }
+    let [values, dates] = arrays else {
+        return plan_err!("{NAME} takes two arguments, not {}", arrays.len());
+    };
+    let values = values.as_primitive_opt::<Decimal128Type>().ok_or_else(|| {
+        internal_datafusion_err!("{NAME}: the value is {}, not a DECIMAL", values.data_type())
+    })?;
+    let dates = dates.as_primitive_opt::<Date32Type>().ok_or_else(|| {
+        internal_datafusion_err!("{NAME}: the date is {}, not a DATE", dates.data_type())
+    })?;
+    Ok((values, dates))
 }
 
 /// One group's `value_at_latest` (used without GROUP BY).

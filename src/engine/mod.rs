@@ -11,6 +11,7 @@ use datafusion::execution::FunctionRegistry as _;
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
+use datafusion::logical_expr::AggregateUDF;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use deltalake::delta_datafusion::planner::DeltaPlanner;
 
@@ -50,10 +51,17 @@ pub fn session(config: &Config) -> datafusion::error::Result<SessionContext> {
     Ok(SessionContext::new_with_state(state))
 }
 
-/// Adds shelfline's own SQL functions ([`latest`]) to `state`. Every
-/// session that plans or runs the metric query needs them: the local one,
-/// and on a cluster the client, the scheduler and the executors.
+/// shelfline's own SQL functions ([`latest`]). Every session that plans or
+/// runs the metric query needs them: the local one, and on a cluster the
+/// client, the scheduler and the executors.
+fn functions() -> Vec<Arc<AggregateUDF>> {
+    vec![latest::value_at_latest()]
+}
+
+/// Adds shelfline's own SQL functions ([`functions`]) to `state`.
 pub fn add_functions(state: &mut SessionState) -> datafusion::error::Result<()> {
-    state.register_udaf(latest::value_at_latest())?;
+    for function in functions() {
+        state.register_udaf(function)?;
+    }
     Ok(())
 }

@@ -352,14 +352,7 @@ async fn fact_scope(ctx: &SessionContext, set: &RawSet) -> Result<FactScope, Tra
 async fn stage_weekly(ctx: &SessionContext, dir: &std::path::Path) -> Result<(), TransformError> {
     let staged = staged_folder(dir)?;
     let staged_url = format!("{}/", staged.display());
-    // The staged files live only until the lake commit has re-encoded them:
-    // light compression, no dictionaries nor statistics (the lake's files
-    // have them).
-    let mut staging = TableParquetOptions::default();
-    staging.global.compression = Some("lz4_raw".to_string());
-    staging.global.dictionary_enabled = Some(false);
-    staging.global.statistics_enabled = Some("none".to_string());
-    let format = Arc::new(ParquetFormatFactory::new_with_options(staging));
+    let format = Arc::new(ParquetFormatFactory::new_with_options(staging_options()));
     let query = ctx.sql(WEEKLY_SQL).await?.into_unoptimized_plan();
     let write = LogicalPlanBuilder::copy_to(
         query,
@@ -376,6 +369,17 @@ async fn stage_weekly(ctx: &SessionContext, dir: &std::path::Path) -> Result<(),
         DisplayableExecutionPlan::with_metrics(plan.as_ref()).indent(true)
     );
     register_staged(ctx, &staged).await
+}
+
+/// How the staged fact is encoded, by either engine. It lives only until
+/// the lake commit has re-encoded it: light compression, no dictionaries
+/// nor statistics (the lake's files have them).
+fn staging_options() -> TableParquetOptions {
+    let mut staging = TableParquetOptions::default();
+    staging.global.compression = Some("lz4_raw".to_string());
+    staging.global.dictionary_enabled = Some(false);
+    staging.global.statistics_enabled = Some("none".to_string());
+    staging
 }
 
 /// The folder, created in the scratch folder `dir`, where the weekly fact

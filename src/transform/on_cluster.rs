@@ -24,16 +24,16 @@ use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::file_options::parquet_writer::ParquetWriterOptions;
 use datafusion::datasource::MemTable;
 use datafusion::parquet::arrow::AsyncArrowWriter;
-use datafusion::parquet::basic::Compression;
 use datafusion::parquet::errors::ParquetError;
-use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use datafusion::prelude::SessionContext;
 use futures::TryStreamExt;
 
 use super::{
-    Staged, TransformError, WEEKLY_SQL, quality, register_staged, staged_folder, stock_tables,
+    Staged, TransformError, WEEKLY_SQL, quality, register_staged, staged_folder, staging_options,
+    stock_tables,
 };
 use crate::config::Config;
 use crate::raw::quarantine::Quarantine;
@@ -101,12 +101,11 @@ async fn stage_weekly(
         .await
         .map_err(TransformError::Scratch)?;
     let schema = schema::fact_schema();
-    // As the local engine stages it (see stage_weekly).
-    let properties = WriterProperties::builder()
-        .set_compression(Compression::LZ4_RAW)
-        .set_dictionary_enabled(false)
-        .set_statistics_enabled(EnabledStatistics::None)
-        .build();
+    let mut options = staging_options();
+    options.arrow_schema(&schema);
+    let properties = ParquetWriterOptions::try_from(&options)?
+        .writer_options()
+        .clone();
     let mut writer = AsyncArrowWriter::try_new(file, Arc::clone(&schema), Some(properties))
         .map_err(parquet_error)?;
     let mut results = cluster.sql(WEEKLY_SQL).await?.execute_stream().await?;
