@@ -23,6 +23,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
 use crate::raw::csv::CsvEncoder;
+use crate::raw::facts::KeyOrder;
 use crate::raw::{self, Manifest, ManifestEntry, RawError, RawFormat, Window};
 use crate::schema::Table;
 use crate::source::{Source, SourceError};
@@ -237,8 +238,8 @@ async fn extract_table_once(
         .await
         .map_err(|e| write_error(e.to_string()))
         .and_then(|r| r);
-    let rows = match upload_result.and(encoded) {
-        Ok(rows) => rows,
+    let (rows, order) = match upload_result.and(encoded) {
+        Ok(encoded) => encoded,
         Err(e) => {
             // Nothing may appear under the final name: drop the staged upload.
             let _ = upload.abort().await;
@@ -257,19 +258,23 @@ async fn extract_table_once(
             bytes,
             sha256: hex::encode(hasher.finalize()),
             window: Window::FULL,
+            sorted_by: ManifestEntry::sorted_by(&order),
         },
         elapsed: started.elapsed(),
     })
 }
 
 /// Reads `table` from the source and encodes it into chunks sent to `tx`.
-/// Returns the number of rows.
+/// Returns the number of rows and whether they came in
+/// [`Table::daily_key`] order (the source is not asked for an order: a
+/// primary-key scan of the facts usually gives it for free).
 fn encode_table(
     source: &Source,
     table: Table,
     format: RawFormat,
     tx: mpsc::Sender<Bytes>,
-) -> Result<u64, ExtractError> {
+) -> Result<(u64, KeyOrder), ExtractError> {
+    let mut order = KeyOrder::ascending(table.daily_key());
     let output = ChunkWriter::new(tx);
     let sink_error = |e: &dyn std::fmt::Display| SourceError::Sink {
         table,
@@ -280,6 +285,7 @@ fn encode_table(
             let gzip = GzipThread::start(output);
             let mut csv = CsvEncoder::new(gzip, table).map_err(|e| sink_error(&e))?;
             let rows = source.read_table(table, SOURCE_BATCH_ROWS, |batch| {
+                order.observe(&batch);
                 csv.write(&batch).map_err(|e| sink_error(&e))
             })?;
             let gzip = csv.finish().map_err(|e| sink_error(&e))?;
@@ -293,6 +299,7 @@ fn encode_table(
             let mut writer = ArrowWriter::try_new(output, table.arrow_schema(), Some(properties))
                 .map_err(|e| sink_error(&e))?;
             let rows = source.read_table(table, SOURCE_BATCH_ROWS, |batch| {
+                order.observe(&batch);
                 writer.write(&batch).map_err(|e| sink_error(&e))
             })?;
             let output = writer.into_inner().map_err(|e| sink_error(&e))?;
@@ -300,7 +307,7 @@ fn encode_table(
             rows
         }
     };
-    Ok(rows)
+    Ok((rows, order))
 }
 
 /// A blocking `Write` that hands fixed-size chunks to an async uploader.

@@ -225,6 +225,19 @@ impl Table {
         }
     }
 
+    /// The order (date, store, product) in which a fact file lets the
+    /// transform aggregate and join day by day, holding one day's keys
+    /// instead of them all (empty for dimensions). The extractor records in
+    /// the manifest whether a file's rows came in this order; the reader
+    /// checks it.
+    pub fn daily_key(self) -> &'static [&'static str] {
+        match self {
+            Table::Sales => &["trans_dt", "store_key", "prod_key"],
+            Table::Inventory => &["cal_dt", "store_key", "prod_key"],
+            Table::Store | Table::Product | Table::Calendar => &[],
+        }
+    }
+
     /// The date column that must be in `calendar` (contract section 4), or
     /// the calendar's own date.
     pub fn date_column(self) -> Option<&'static str> {

@@ -59,6 +59,30 @@ fn demo_then_query_in_the_same_folder_with_no_flags() {
     assert_eq!(json, "[{\"first_year\":2025}]\n");
 }
 
+/// The demo's extracted facts are in daily-key order: the debug log's plan
+/// shows the daily aggregate and the full outer join streaming over them.
+#[test]
+fn facts_in_daily_key_order_are_aggregated_and_merged_as_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = shelfline(dir.path())
+        .args(["demo", "--sf", "0.01"])
+        .env("SHELFLINE_LOG", "shelfline::transform=debug")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{log}");
+    for part in [
+        "SortMergeJoinExec: join_type=Full",
+        "gby=[trans_dt@0 as trans_dt, store_key@1 as store_key, prod_key@2 as prod_key], aggr=[sum(sales.sales_qty), sum(sales.sales_amt), sum(sales.sales_cost)], ordering_mode=Sorted",
+    ] {
+        assert!(log.contains(part), "missing {part:?} in:\n{log}");
+    }
+    assert!(
+        !log.contains("HashJoinExec: mode=Partitioned, join_type=Full"),
+        "{log}"
+    );
+}
+
 #[test]
 fn check_fails_and_lists_missing_files() {
     let dir = tempfile::tempdir().unwrap();

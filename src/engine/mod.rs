@@ -4,6 +4,7 @@
 pub mod cluster;
 mod gunzip;
 pub mod latest;
+mod merge_join;
 
 use std::sync::Arc;
 
@@ -12,6 +13,8 @@ use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::AggregateUDF;
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use deltalake::delta_datafusion::planner::DeltaPlanner;
 
@@ -34,6 +37,10 @@ pub fn session(config: &Config) -> datafusion::error::Result<SessionContext> {
         .options_mut()
         .execution
         .skip_partial_aggregation_probe_ratio_threshold = 0.1;
+    // Keep the order of inputs already sorted (raw fact files in daily-key
+    // order) when repartitioning them, instead of sorting again: the daily
+    // aggregate and the merge join ([`merge_join`]) then stream.
+    session_config.options_mut().optimizer.prefer_existing_sort = true;
     if let Some(partitions) = config.target_partitions {
         session_config = session_config.with_target_partitions(partitions.max(1));
     }
@@ -46,9 +53,20 @@ pub fn session(config: &Config) -> datafusion::error::Result<SessionContext> {
         .with_config(session_config)
         .with_runtime_env(runtime.build_arc()?)
         .with_query_planner(DeltaPlanner::new())
+        .with_physical_optimizer_rules(physical_optimizer_rules())
         .build();
     add_functions(&mut state)?;
     Ok(SessionContext::new_with_state(state))
+}
+
+/// DataFusion's physical optimizer rules, preceded by
+/// [`merge_join::MergeJoinOrderedInputs`] (which must see the plan before
+/// the rules that add repartitions and sorts).
+fn physical_optimizer_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
+    let mut rules: Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> =
+        vec![Arc::new(merge_join::MergeJoinOrderedInputs)];
+    rules.extend(PhysicalOptimizer::new().rules);
+    rules
 }
 
 /// shelfline's own SQL functions ([`latest`]). Every session that plans or

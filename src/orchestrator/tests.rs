@@ -172,6 +172,7 @@ async fn a_failing_task_is_retried_with_exponential_backoff_then_fails() {
                 bytes,
                 sha256: "0".repeat(64),
                 window: Window::FULL,
+                sorted_by: Vec::new(),
             };
             (table.name().to_string(), entry)
         })

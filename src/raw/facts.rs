@@ -10,6 +10,8 @@
 //!   them, are thereby proven free of duplicates; any other order sends the
 //!   duplicate rules to a SQL aggregation instead (see
 //!   `transform::quality`);
+//! - whether a fact file's rows were in [`Table::daily_key`] order, which
+//!   the transform relies on when the manifest says so;
 //! - per date of the table's date column: rows, and the sums of the
 //!   reconciled columns (the calendar membership rule and the
 //!   reconciliation read these).
@@ -31,15 +33,13 @@ pub struct ScanFacts {
     pub rows: u64,
     /// NULLs per key column, in [`Table::key_columns`] order.
     pub null_keys: Vec<(&'static str, u64)>,
-    /// True when [`Table::unique_key`] was strictly ascending in file order,
-    /// which proves it unique. False says nothing either way.
-    pub unique_key_ascending: bool,
+    /// Whether [`Table::unique_key`] was strictly ascending in file order,
+    /// which proves it unique. Not ascending says nothing either way.
+    pub unique_key: KeyOrder,
+    /// Whether [`Table::daily_key`] never descended in file order.
+    pub daily_key: KeyOrder,
     /// Per date (days since 1970-01-01) of [`Table::date_column`].
     pub dates: BTreeMap<i32, DateTotals>,
-    /// The unique key of the first and the last row (unused places 0), to
-    /// join the facts of consecutive parts of a file.
-    pub first_key: Option<[i64; MAX_KEY_COLUMNS]>,
-    pub last_key: Option<[i64; MAX_KEY_COLUMNS]>,
 }
 
 impl ScanFacts {
@@ -50,13 +50,8 @@ impl ScanFacts {
         for ((_, nulls), (_, more)) in self.null_keys.iter_mut().zip(&next.null_keys) {
             *nulls += more;
         }
-        let joined_in_order = match (self.last_key, next.first_key) {
-            (Some(last), Some(first)) => last < first,
-            _ => true,
-        };
-        self.unique_key_ascending &= next.unique_key_ascending && joined_in_order;
-        self.first_key = self.first_key.or(next.first_key);
-        self.last_key = next.last_key.or(self.last_key);
+        self.unique_key = self.unique_key.then(next.unique_key);
+        self.daily_key = self.daily_key.then(next.daily_key);
         for (date, totals) in next.dates {
             self.dates.entry(date).or_default().add(&totals);
         }
@@ -71,6 +66,106 @@ impl DateTotals {
         for (total, part) in self.sums.iter_mut().zip(&other.sums) {
             *total += part;
         }
+    }
+}
+
+/// A key of up to [`MAX_KEY_COLUMNS`] integer or date columns, as i64
+/// (unused places 0).
+pub type Key = [i64; MAX_KEY_COLUMNS];
+
+/// Whether the values of some key columns ascended through a file (or a
+/// part of it), strictly or not.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct KeyOrder {
+    columns: &'static [&'static str],
+    /// Whether two rows may have the same key.
+    strict: bool,
+    /// The first pair of consecutive keys out of order: (earlier, later).
+    /// A NULL in a key column also breaks the order, with no pair.
+    broken: Option<Option<(Key, Key)>>,
+    /// The first and the last key, to join consecutive parts of a file.
+    first: Option<Key>,
+    last: Option<Key>,
+}
+
+impl KeyOrder {
+    /// Each key must be greater than the one before it.
+    pub fn strictly_ascending(columns: &'static [&'static str]) -> Self {
+        KeyOrder {
+            columns,
+            strict: true,
+            ..KeyOrder::default()
+        }
+    }
+
+    /// Each key must be at least the one before it.
+    pub fn ascending(columns: &'static [&'static str]) -> Self {
+        KeyOrder {
+            columns,
+            strict: false,
+            ..KeyOrder::default()
+        }
+    }
+
+    /// True when every key so far kept the order (false for no columns).
+    pub fn holds(&self) -> bool {
+        !self.columns.is_empty() && self.broken.is_none()
+    }
+
+    /// The key columns.
+    pub fn columns(&self) -> &'static [&'static str] {
+        self.columns
+    }
+
+    /// The first two consecutive keys out of order, (earlier, later).
+    pub fn first_break(&self) -> Option<(Key, Key)> {
+        self.broken.flatten()
+    }
+
+    /// Takes in the next batch, which holds the key columns.
+    pub fn observe(&mut self, batch: &RecordBatch) {
+        if !self.holds() {
+            return;
+        }
+        let Some(columns) = key_values(batch, self.columns) else {
+            self.broken = Some(None);
+            return;
+        };
+        for row in 0..batch.num_rows() {
+            let mut key = [0; MAX_KEY_COLUMNS];
+            for (place, values) in key.iter_mut().zip(&columns) {
+                *place = values[row];
+            }
+            if let Some(last) = self.last.filter(|last| !self.in_order(last, &key)) {
+                self.broken = Some(Some((last, key)));
+                return;
+            }
+            self.first.get_or_insert(key);
+            self.last = Some(key);
+        }
+    }
+
+    fn in_order(&self, earlier: &Key, later: &Key) -> bool {
+        if self.strict {
+            earlier < later
+        } else {
+            earlier <= later
+        }
+    }
+
+    /// The order of this part of a file followed by `next`.
+    fn then(mut self, next: KeyOrder) -> KeyOrder {
+        if self.broken.is_none() {
+            self.broken = match (self.last, next.first) {
+                (Some(last), Some(first)) if !self.in_order(&last, &first) => {
+                    Some(Some((last, first)))
+                }
+                _ => next.broken,
+            };
+        }
+        self.first = self.first.or(next.first);
+        self.last = next.last.or(self.last);
+        self
     }
 }
 
@@ -94,7 +189,8 @@ impl FactsBuilder {
     pub fn new(table: Table) -> Self {
         let facts = ScanFacts {
             null_keys: table.key_columns().map(|name| (name, 0)).collect(),
-            unique_key_ascending: true,
+            unique_key: KeyOrder::strictly_ascending(table.unique_key()),
+            daily_key: KeyOrder::ascending(table.daily_key()),
             ..ScanFacts::default()
         };
         FactsBuilder { table, facts }
@@ -105,6 +201,7 @@ impl FactsBuilder {
     pub fn columns(table: Table) -> Vec<usize> {
         let mut names: Vec<&str> = table.key_columns().collect();
         names.extend(table.unique_key());
+        names.extend(table.daily_key());
         names.extend(table.date_column());
         names.extend(table.reconciled_columns());
         let mut indices: Vec<usize> = names
@@ -123,44 +220,14 @@ impl FactsBuilder {
         for (name, nulls) in &mut self.facts.null_keys {
             *nulls += column(batch, name).null_count() as u64;
         }
-        if self.facts.unique_key_ascending {
-            self.facts.unique_key_ascending = self.keys_ascend(batch);
-        }
+        self.facts.unique_key.observe(batch);
+        self.facts.daily_key.observe(batch);
         self.add_date_totals(batch);
     }
 
     /// The facts of the whole file.
     pub fn finish(self) -> ScanFacts {
         self.facts
-    }
-
-    /// Whether the unique key keeps strictly ascending through `batch`
-    /// (a NULL breaks the order; the NULL rule reports it).
-    fn keys_ascend(&mut self, batch: &RecordBatch) -> bool {
-        let key_columns: Vec<&dyn Array> = self
-            .table
-            .unique_key()
-            .iter()
-            .map(|name| column(batch, name))
-            .collect();
-        if key_columns.is_empty() {
-            return false;
-        }
-        for row in 0..batch.num_rows() {
-            let mut key = [0; MAX_KEY_COLUMNS];
-            for (place, column) in key.iter_mut().zip(&key_columns) {
-                match integer_at(*column, row) {
-                    Some(value) => *place = value,
-                    None => return false,
-                }
-            }
-            if self.facts.last_key.is_some_and(|last| last >= key) {
-                return false;
-            }
-            self.facts.first_key.get_or_insert(key);
-            self.facts.last_key = Some(key);
-        }
-        true
     }
 
     fn add_date_totals(&mut self, batch: &RecordBatch) {
@@ -208,17 +275,28 @@ fn column<'b>(batch: &'b RecordBatch, name: &str) -> &'b dyn Array {
         .as_ref()
 }
 
-/// The value of an integer or date column as i64; `None` when NULL.
-fn integer_at(column: &dyn Array, row: usize) -> Option<i64> {
-    if column.is_null(row) {
-        return None;
-    }
-    match column.data_type() {
-        DataType::Int32 => Some(column.as_primitive::<Int32Type>().value(row).into()),
-        DataType::Int64 => Some(column.as_primitive::<Int64Type>().value(row)),
-        DataType::Date32 => Some(column.as_primitive::<Date32Type>().value(row).into()),
-        other => unreachable!("unique keys are integers or dates, not {other}"),
-    }
+/// The integer or date key columns `names` of `batch` as i64 values;
+/// `None` when one holds a NULL.
+fn key_values(batch: &RecordBatch, names: &[&str]) -> Option<Vec<Vec<i64>>> {
+    names
+        .iter()
+        .map(|name| {
+            let column = column(batch, name);
+            if column.null_count() > 0 {
+                return None;
+            }
+            Some(match column.data_type() {
+                DataType::Int32 => widen(column.as_primitive::<Int32Type>().values()),
+                DataType::Date32 => widen(column.as_primitive::<Date32Type>().values()),
+                DataType::Int64 => column.as_primitive::<Int64Type>().values().to_vec(),
+                other => unreachable!("keys are integers or dates, not {other}"),
+            })
+        })
+        .collect()
+}
+
+fn widen(values: &[i32]) -> Vec<i64> {
+    values.iter().map(|&v| v.into()).collect()
 }
 
 #[cfg(test)]
@@ -256,7 +334,7 @@ mod tests {
             vec![sales_row(1, 10, 250), sales_row(2, 10, 100)],
             vec![sales_row(3, 11, 5)],
         ]);
-        assert!(facts.unique_key_ascending);
+        assert!(facts.unique_key.holds());
         assert_eq!(facts.rows, 3);
         assert_eq!(facts.dates[&10].rows, 2);
         assert_eq!(facts.dates[&10].sums, vec![350, 200]);
@@ -267,9 +345,9 @@ mod tests {
     #[test]
     fn a_repeated_or_descending_key_is_not_ascending() {
         let repeated = facts_of(&[vec![sales_row(1, 10, 1)], vec![sales_row(1, 10, 1)]]);
-        assert!(!repeated.unique_key_ascending);
+        assert!(!repeated.unique_key.holds());
         let descending = facts_of(&[vec![sales_row(2, 10, 1), sales_row(1, 10, 1)]]);
-        assert!(!descending.unique_key_ascending);
+        assert!(!descending.unique_key.holds());
     }
 
     #[test]
@@ -277,11 +355,35 @@ mod tests {
         let first = facts_of(&[vec![sales_row(1, 10, 1), sales_row(2, 10, 2)]]);
         let second = facts_of(&[vec![sales_row(3, 10, 4), sales_row(4, 11, 8)]]);
         let whole = first.clone().then(second.clone());
-        assert!(whole.unique_key_ascending);
+        assert!(whole.unique_key.holds());
         assert_eq!(whole.rows, 4);
         assert_eq!(whole.dates[&10].sums, vec![7, 300]);
         assert_eq!(whole.dates[&11].rows, 1);
-        assert!(!second.then(first).unique_key_ascending);
+        assert!(!second.then(first).unique_key.holds());
+    }
+
+    #[test]
+    fn daily_key_order_allows_repeats_and_names_the_first_break() {
+        let in_order = facts_of(&[
+            vec![sales_row(2, 10, 1), sales_row(1, 10, 1)],
+            vec![sales_row(3, 11, 1)],
+        ]);
+        assert!(in_order.daily_key.holds());
+        assert!(!in_order.unique_key.holds());
+        let later_day_first = facts_of(&[vec![sales_row(1, 11, 1), sales_row(2, 10, 1)]]);
+        assert!(!later_day_first.daily_key.holds());
+        assert_eq!(
+            later_day_first.daily_key.first_break(),
+            Some(([11, 1, 1], [10, 1, 1]))
+        );
+        let first = facts_of(&[vec![sales_row(1, 12, 1)]]);
+        let second = facts_of(&[vec![sales_row(2, 11, 1)]]);
+        let joined = first.then(second);
+        assert_eq!(
+            joined.daily_key.first_break(),
+            Some(([12, 1, 1], [11, 1, 1]))
+        );
+        assert!(!FactsBuilder::new(Table::Store).finish().daily_key.holds());
     }
 
     #[test]
@@ -292,6 +394,6 @@ mod tests {
         assert!(facts.null_keys.contains(&("store_key", 1)));
         let mut row = sales_row(1, 10, 1);
         row[Table::Sales.column_index("trans_id").unwrap()] = Value::Null;
-        assert!(!facts_of(&[vec![row]]).unique_key_ascending);
+        assert!(!facts_of(&[vec![row]]).unique_key.holds());
     }
 }

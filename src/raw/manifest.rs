@@ -8,6 +8,10 @@ use bytes::Bytes;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
+use datafusion::arrow::datatypes::DataType;
+
+use super::csv::date_from_days;
+use super::facts::{Key, KeyOrder};
 use super::{RawError, RawFile, manifest_path};
 use crate::schema::Table;
 use crate::storage::Location;
@@ -30,6 +34,12 @@ pub struct ManifestEntry {
     pub bytes: u64,
     pub sha256: String,
     pub window: Window,
+    /// The columns the file's rows are sorted by: [`Table::daily_key`] when
+    /// the extractor saw the rows come in that order, absent otherwise (a
+    /// shelfline addition to the contract's manifest; readers that do not
+    /// know it lose nothing).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sorted_by: Vec<String>,
 }
 
 /// Which rows of a fact table a file holds.
@@ -139,6 +149,39 @@ impl ManifestEntry {
         Ok(())
     }
 
+    /// The `sorted_by` entry of a file whose rows came in `order`.
+    pub fn sorted_by(order: &KeyOrder) -> Vec<String> {
+        match order.holds() {
+            true => order.columns().iter().map(|c| c.to_string()).collect(),
+            false => Vec::new(),
+        }
+    }
+
+    /// Whether the entry says the rows of this `table` file are in
+    /// [`Table::daily_key`] order.
+    pub fn in_daily_key_order(&self, table: Table) -> bool {
+        !self.sorted_by.is_empty() && self.sorted_by == table.daily_key()
+    }
+
+    /// Fails when the entry says the rows of this `table` file are in
+    /// daily-key order and the read found them otherwise.
+    pub fn check_order(&self, table: Table, read: &KeyOrder) -> Result<(), RawError> {
+        if !self.in_daily_key_order(table) || read.holds() {
+            return Ok(());
+        }
+        let show = |key: Option<Key>| match key {
+            Some(key) => show_key(table, read.columns(), key),
+            None => "a NULL key".to_string(),
+        };
+        let (after, found) = read.first_break().unzip();
+        Err(RawError::Unsorted {
+            file: self.file.clone(),
+            columns: read.columns().join(", "),
+            found: show(found),
+            after: show(after),
+        })
+    }
+
     /// Fails when the file held another number of rows than extracted.
     pub fn check_rows(&self, rows: u64) -> Result<(), RawError> {
         if self.rows != rows {
@@ -150,6 +193,23 @@ impl ManifestEntry {
         }
         Ok(())
     }
+}
+
+/// `(2025-01-02, 7, 31)`: a key's values, dates as dates.
+fn show_key(table: Table, columns: &[&str], key: Key) -> String {
+    let schema = table.arrow_schema();
+    let values: Vec<String> = columns
+        .iter()
+        .zip(key)
+        .map(
+            |(name, value)| match schema.field_with_name(name).map(|f| f.data_type()) {
+                Ok(DataType::Date32) => i32::try_from(value)
+                    .map_or(value.to_string(), |days| date_from_days(days).to_string()),
+                _ => value.to_string(),
+            },
+        )
+        .collect();
+    format!("({})", values.join(", "))
 }
 
 #[cfg(test)]

@@ -150,6 +150,16 @@ pub enum RawError {
         expected: u64,
     },
     #[error(
+        "{file}: the manifest says its rows are sorted by ({columns}), but {found} comes after {after}; extract the date again, or drop `sorted_by` from the manifest entry"
+    )]
+    Unsorted {
+        file: String,
+        columns: String,
+        /// The first key out of order, and the key before it.
+        found: String,
+        after: String,
+    },
+    #[error(
         "{file}: {found_bytes} bytes with sha256 {found}, but the manifest says {expected_bytes} bytes with sha256 {expected}; the file changed after extraction, extract the date again"
     )]
     Checksum {

@@ -5,7 +5,14 @@
 //! decompress the next chunk of whole rows ([`super::chunks`]) and parse
 //! their chunks in parallel, each on a blocking thread with at most a few
 //! batches in flight, so memory stays bounded whatever the file size. A
-//! Parquet file is read by one partition.
+//! Parquet file's row groups are split between the partitions (a remote
+//! file is read by one).
+//!
+//! Each partition reads its chunks or row groups in file order: when the
+//! manifest says a fact file's rows are in [`Table::daily_key`] order, so
+//! is every partition's output, and the table declares it to the engine.
+//! The first complete read checks that order over the whole file and fails
+//! when it does not hold.
 //!
 //! The first complete read of a file parses every field of every row (a bad
 //! value in any column fails it) and records the file's [`ScanFacts`]; later
@@ -69,6 +76,15 @@ impl RawSource {
             quarantine,
             facts: Arc::default(),
         }
+    }
+
+    /// Whether the manifest says the rows are in [`Table::daily_key`] order
+    /// (the first complete read checks it).
+    pub fn in_daily_key_order(&self) -> bool {
+        let table = self.file.table;
+        self.entry
+            .as_ref()
+            .is_some_and(|entry| entry.in_daily_key_order(table))
     }
 
     /// What the first complete read found; `None` before one finished.
@@ -208,6 +224,9 @@ impl Scan {
                 .map(|(_, part)| part)
                 .reduce(ScanFacts::then)
                 .unwrap_or_else(|| FactsBuilder::new(self.source.file.table).finish());
+            if let Some(entry) = &self.source.entry {
+                entry.check_order(self.source.file.table, &whole.daily_key)?;
+            }
             // A concurrent validating read may have set the same facts first.
             let _ = self.source.facts.set(whole);
         }
@@ -649,7 +668,7 @@ mod tests {
         ids.sort_unstable();
         assert_eq!(ids, (0..10).collect::<Vec<_>>());
         let facts = source.facts().expect("a complete read records facts");
-        assert!(facts.unique_key_ascending);
+        assert!(facts.unique_key.holds());
         assert_eq!(facts.rows, 10);
         let per_date: Vec<u64> = facts.dates.values().map(|d| d.rows).collect();
         assert_eq!(per_date, [4, 4, 2]);

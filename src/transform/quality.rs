@@ -70,7 +70,7 @@ pub async fn check(
         (Table::Inventory, "duplicate inventory key"),
     ]
     .into_iter()
-    .filter(|(table, _)| facts_of(facts, *table).is_ok_and(|f| !f.unique_key_ascending))
+    .filter(|(table, _)| facts_of(facts, *table).is_ok_and(|f| !f.unique_key.holds()))
     .map(|(table, rule)| duplicates(ctx, rule, table));
     violations.extend(try_join_all(duplicate_rules).await?.into_iter().flatten());
     violations.extend(calendar_week_nulls(ctx).await?);

@@ -6,7 +6,9 @@
 //! verifies the file against the manifest and gathers its [`ScanFacts`];
 //! later scans decode only the columns they need. Parquet files are read in
 //! place, projected. The small dimension files can then be kept in memory
-//! ([`RawTables::load_dimensions`]).
+//! ([`RawTables::load_dimensions`]). A fact file whose manifest says its
+//! rows are in daily-key order declares that order to the engine (the
+//! reader checks it).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,6 +20,8 @@ use datafusion::datasource::{MemTable, TableType};
 use datafusion::error::Result;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::Expr;
+use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_expr::{LexOrdering, PhysicalSortExpr};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
 use datafusion::prelude::SessionContext;
@@ -143,9 +147,25 @@ impl TableProvider for RawTable {
             })
             .collect();
         let schema = Arc::clone(scan.schema());
-        let exec = StreamingTableExec::try_new(schema, streams, None, Vec::new(), false, limit)?;
+        let orderings = match self.source.in_daily_key_order() {
+            true => daily_key_ordering(self.source.file.table, &schema),
+            false => Vec::new(),
+        };
+        let exec = StreamingTableExec::try_new(schema, streams, None, orderings, false, limit)?;
         Ok(Arc::new(exec))
     }
+}
+
+/// The longest prefix of `table`'s daily key that the projected `schema`
+/// holds, as the order of each partition's rows (none when empty).
+fn daily_key_ordering(table: Table, schema: &SchemaRef) -> Vec<LexOrdering> {
+    let ordering = table.daily_key().iter().map_while(|name| {
+        let index = schema.index_of(name).ok()?;
+        Some(PhysicalSortExpr::new_default(Arc::new(Column::new(
+            name, index,
+        ))))
+    });
+    LexOrdering::new(ordering).into_iter().collect()
 }
 
 /// One partition of a scan of a raw file.
