@@ -20,7 +20,7 @@ use datafusion::arrow::compute::SortOptions;
 use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
 use datafusion::config::ConfigOptions;
 use datafusion::error::Result;
-use datafusion::physical_expr::PhysicalSortExpr;
+use datafusion::physical_expr::{PhysicalExpr, PhysicalSortExpr};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::joins::{HashJoinExec, SortMergeJoinExec};
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
@@ -85,7 +85,7 @@ fn merge_join(join: &HashJoinExec) -> Result<Option<Arc<dyn ExecutionPlan>>> {
     Ok(Some(Arc::new(merge)))
 }
 
-fn ascending(expr: &Arc<dyn datafusion::physical_expr::PhysicalExpr>) -> PhysicalSortExpr {
+fn ascending(expr: &Arc<dyn PhysicalExpr>) -> PhysicalSortExpr {
     PhysicalSortExpr::new(Arc::clone(expr), SortOptions::default())
 }
 
