@@ -61,7 +61,9 @@ pub struct Config {
     /// Hours a file removed by a lake commit is kept before it is deleted.
     /// 0 = delete right after the commit (contract section 3.1).
     pub vacuum_retention_hours: u64,
-    /// Partitions DataFusion runs in parallel (default: the number of cores).
+    /// Partitions DataFusion runs in parallel (default: the number of
+    /// cores; for the metric query, half of them: see
+    /// [`crate::engine::metric_query_partitions`]).
     pub target_partitions: Option<usize>,
     /// Memory DataFusion's operators may hold before they spill, in MiB
     /// (default: no limit besides the machine's).

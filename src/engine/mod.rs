@@ -59,6 +59,18 @@ pub fn session(config: &Config) -> datafusion::error::Result<SessionContext> {
     Ok(SessionContext::new_with_state(state))
 }
 
+/// The partitions the metric query runs in: `target_partitions` when set,
+/// otherwise half the cores (at least one). The raw files' workers decode on
+/// every core whatever the partitions ([`crate::raw::reader`]), and with
+/// fewer partitions the fact files stream through the daily aggregate and
+/// the merge join without being hash-partitioned and merged back in order.
+/// On 2 cores at SF 1, one partition takes a quarter less CPU than two
+/// (bench/RESULTS.md).
+pub fn metric_query_partitions(config: &Config) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    config.target_partitions.unwrap_or(cores / 2).max(1)
+}
+
 /// DataFusion's physical optimizer rules, preceded by
 /// [`merge_join::MergeJoinOrderedInputs`] (which must see the plan before
 /// the rules that add repartitions and sorts).

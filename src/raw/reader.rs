@@ -1,18 +1,21 @@
 //! Reads one raw file as streams of Arrow batches with the contract schema,
 //! verifying row count and sha256 against the manifest when there is one.
 //!
-//! A CSV file is read by several partitions at once: they take turns to
-//! decompress the next chunk of whole rows ([`super::chunks`]) and parse
-//! their chunks in parallel, each on a blocking thread with at most a few
-//! batches in flight, so memory stays bounded whatever the file size. A
-//! Parquet file's row groups are split between the partitions (a remote
-//! file is read by one).
+//! A read has one or more output partitions, and each partition one or
+//! more workers (blocking threads). The workers of all partitions take
+//! turns to decompress the next chunk of whole rows of a CSV file
+//! ([`super::chunks`]), or to take the next row group of a Parquet file (a
+//! remote one is read by one worker), and decode their units in parallel.
+//! A worker holds at most a few batches before its turn comes to output
+//! them, and the output channel holds a few more, so memory stays bounded
+//! whatever the file size.
 //!
-//! Each partition reads its chunks or row groups in file order: when the
-//! manifest says a fact file's rows are in [`Table::daily_key`] order, so
-//! is every partition's output, and the table declares it to the engine.
-//! The first complete read checks that order over the whole file and fails
-//! when it does not hold.
+//! A partition outputs its units in file order, whichever worker decoded
+//! them: when the manifest says a fact file's rows are in
+//! [`Table::daily_key`] order, so is every partition's output, and the
+//! table declares it to the engine. So one ordered partition can still be
+//! decoded by several threads. The first complete read checks that order
+//! over the whole file and fails when it does not hold.
 //!
 //! The first complete read of a file parses every field of every row (a bad
 //! value in any column fails it) and records the file's [`ScanFacts`]; later
@@ -20,7 +23,7 @@
 
 use object_store::ObjectStoreExt as _;
 use std::io::{BufReader, Read};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
@@ -46,8 +49,11 @@ use super::{ManifestEntry, RawError, RawFile, RawFormat};
 use crate::schema::Table;
 use crate::storage::Location;
 
-/// Batches in flight between a parser thread and the consumer.
+/// Batches in flight between a partition's workers and its consumer.
 const CHANNEL_BATCHES: usize = 4;
+
+/// Batches a worker decodes ahead before it waits for its turn to output.
+const HELD_BATCHES: usize = 8;
 
 /// One raw file to read, with what it is checked against.
 #[derive(Debug, Clone)]
@@ -93,9 +99,10 @@ impl RawSource {
     }
 
     /// One read of the columns at `projection` (all when `None`) by
-    /// `partitions` streams (one for a remote Parquet object); the read's
-    /// rows are split between them.
-    pub fn scan(&self, projection: Option<Vec<usize>>, partitions: usize) -> Scan {
+    /// `partitions` streams of `workers` threads each (one worker in all
+    /// for a remote Parquet object); the read's rows are split between the
+    /// streams.
+    pub fn scan(&self, projection: Option<Vec<usize>>, partitions: usize, workers: usize) -> Scan {
         let table = self.file.table;
         let projection = projection.unwrap_or_else(|| (0..table.columns().len()).collect());
         let schema = Arc::new(
@@ -104,23 +111,28 @@ impl RawSource {
                 .project(&projection)
                 .expect("projection indices come from the table's schema"),
         );
-        // A remote Parquet object is fetched whole, by one partition.
-        let partitions = match (self.file.format, self.raw.local_dir()) {
-            (RawFormat::Parquet, None) => 1,
-            _ => partitions.max(1),
+        // A remote Parquet object is fetched whole, by one worker.
+        let (partitions, workers) = match (self.file.format, self.raw.local_dir()) {
+            (RawFormat::Parquet, None) => (1, 1),
+            _ => (partitions.max(1), workers.max(1)),
         };
         Scan {
             source: self.clone(),
             projection,
             schema,
             partitions,
+            workers,
             shared: Mutex::new(Shared {
                 chunker: None,
-                running: partitions,
+                next_row_group: 0,
+                handed_out: vec![0; partitions],
+                output: vec![0; partitions],
+                running: partitions * workers,
                 stopped: false,
                 rows: 0,
                 facts: Vec::new(),
             }),
+            turns: Condvar::new(),
         }
     }
 }
@@ -132,14 +144,25 @@ pub struct Scan {
     projection: Vec<usize>,
     schema: SchemaRef,
     partitions: usize,
+    /// Workers per partition.
+    workers: usize,
     shared: Mutex<Shared>,
+    /// Signalled when a partition's turn passes, or the read stops.
+    turns: Condvar,
 }
 
-/// What the partitions of a read share.
+/// What the workers of a read share.
 struct Shared {
-    /// Opened by the first partition to ask for a chunk.
+    /// Opened by the first worker to ask for a chunk.
     chunker: Option<Chunker<CsvInput>>,
-    /// Partitions not finished yet.
+    /// The next Parquet row group to hand out.
+    next_row_group: usize,
+    /// Per partition: the units (chunks or row groups) handed out to its
+    /// workers, and those it has output; the next to output is the one
+    /// handed out at position `output[partition]`.
+    handed_out: Vec<u64>,
+    output: Vec<u64>,
+    /// Workers not finished yet.
     running: usize,
     /// A partition failed or its consumer stopped early: the read is not
     /// complete, so it records no facts.
@@ -174,34 +197,43 @@ impl Scan {
         &self.schema
     }
 
-    /// The stream of partition `partition`.
+    /// The stream of partition `partition`, started with its workers.
     pub fn open(self: &Arc<Self>, partition: usize) -> SendableRecordBatchStream {
         let mut builder =
             RecordBatchReceiverStream::builder(Arc::clone(&self.schema), CHANNEL_BATCHES);
-        let tx = builder.tx();
-        let scan = Arc::clone(self);
-        builder.spawn_blocking(move || {
-            let mut pass = Pass::new(
-                &scan.source,
-                scan.projection.clone(),
-                Arc::clone(&scan.schema),
-            );
-            let completed = match scan.source.file.format {
-                RawFormat::CsvGz => scan.parse_chunks(&mut pass, &tx),
-                RawFormat::Parquet => scan.decode_row_groups(partition, &mut pass, &tx),
-            };
-            forward_error(scan.finish(completed, &pass), &tx)
-        });
+        for worker in 0..self.workers {
+            let tx = builder.tx();
+            let scan = Arc::clone(self);
+            builder.spawn_blocking(move || {
+                let mut pass = Pass::new(
+                    &scan.source,
+                    scan.projection.clone(),
+                    Arc::clone(&scan.schema),
+                );
+                let first_worker = partition == 0 && worker == 0;
+                let completed = match scan.source.file.format {
+                    RawFormat::CsvGz => scan.parse_chunks(partition, &mut pass, &tx),
+                    RawFormat::Parquet => {
+                        scan.decode_row_groups(partition, first_worker, &mut pass, &tx)
+                    }
+                };
+                engine_error(scan.finish(completed, &pass))
+            });
+        }
         builder.build()
     }
 
-    /// Ends a partition's part of the read (`completed`: it reached the end
-    /// of its rows); the last partition of a complete read checks the file
-    /// against its manifest and records the file's facts.
+    /// Ends a worker's part of the read (`completed`: no unit was left);
+    /// the last worker of a complete read checks the file against its
+    /// manifest and records the file's facts.
     fn finish(&self, completed: Result<bool, RawError>, pass: &Pass) -> Result<(), RawError> {
         let mut shared = self.lock();
         shared.running -= 1;
-        shared.stopped |= !matches!(completed, Ok(true));
+        if !matches!(completed, Ok(true)) {
+            shared.stopped = true;
+            // Workers waiting for a turn this one will never pass.
+            self.turns.notify_all();
+        }
         completed?;
         if shared.running > 0 || shared.stopped {
             return Ok(());
@@ -233,24 +265,25 @@ impl Scan {
         Ok(())
     }
 
-    /// Parses chunks until none is left (`Ok(true)`) or the consumer stops
-    /// listening (`Ok(false)`).
+    /// Parses chunks for `partition` until none is left (`Ok(true)`) or
+    /// the read stops (`Ok(false)`).
     fn parse_chunks(
         &self,
+        partition: usize,
         pass: &mut Pass,
         tx: &Sender<datafusion::error::Result<RecordBatch>>,
     ) -> Result<bool, RawError> {
-        while let Some(chunk) = self.next_chunk()? {
+        while let Some((chunk, turn)) = self.next_chunk(partition)? {
+            let mut delivery = Delivery::new(self, partition, turn, tx);
             let mut decoder = self.chunk_decoder(&chunk, pass);
             while let Some(batch) = decoder.next_batch()? {
-                if tx.blocking_send(Ok(pass.output(batch)?)).is_err() {
+                if !delivery.send(pass.output(batch)?) {
                     return Ok(false);
                 }
             }
-            let facts = pass.take_facts();
-            let mut shared = self.lock();
-            shared.rows += decoder.rows();
-            shared.facts.extend(facts.map(|f| (chunk.index, f)));
+            if !delivery.finish(chunk.index, decoder.rows(), pass.take_facts()) {
+                return Ok(false);
+            }
         }
         Ok(true)
     }
@@ -286,19 +319,19 @@ impl Scan {
         })
     }
 
-    /// Decodes this partition's row groups of a Parquet file (every
-    /// `partitions`-th from `partition` on); `Ok(false)` when the consumer
-    /// stopped listening. The first partition also verifies the file's
-    /// sha256 against the manifest.
+    /// Decodes row groups of a Parquet file for `partition` until none is
+    /// left (`Ok(true)`) or the read stops (`Ok(false)`). The `first_worker`
+    /// of the read also verifies the file's sha256 against the manifest.
     fn decode_row_groups(
         &self,
         partition: usize,
+        first_worker: bool,
         pass: &mut Pass,
         tx: &Sender<datafusion::error::Result<RecordBatch>>,
     ) -> Result<bool, RawError> {
         let source = &self.source;
         let file = &source.file;
-        if let (0, Some(entry)) = (partition, &source.entry) {
+        if let (true, Some(entry)) = (first_worker, &source.entry) {
             let mut input = HashingReader::new(open_sync(&source.raw, file)?);
             std::io::copy(&mut input, &mut std::io::sink()).map_err(|e| RawError::Io {
                 file: pass.file.clone(),
@@ -343,7 +376,8 @@ impl Scan {
         check_parquet_schema(self.source.file.table, &pass.file, metadata.schema())?;
         let mask = ProjectionMask::roots(metadata.parquet_schema(), pass.decoded.iter().copied());
         let groups = metadata.metadata().num_row_groups();
-        for group in (partition..groups).step_by(self.partitions) {
+        while let Some((group, turn)) = self.next_row_group(partition, groups) {
+            let mut delivery = Delivery::new(self, partition, turn, tx);
             let reader =
                 ParquetRecordBatchReaderBuilder::new_with_metadata(open()?, metadata.clone())
                     .with_row_groups(vec![group])
@@ -358,20 +392,32 @@ impl Scan {
                     source,
                 })?;
                 rows += batch.num_rows() as u64;
-                if tx.blocking_send(Ok(pass.output(batch)?)).is_err() {
+                if !delivery.send(pass.output(batch)?) {
                     return Ok(false);
                 }
             }
-            let facts = pass.take_facts();
-            let mut shared = self.lock();
-            shared.rows += rows;
-            shared.facts.extend(facts.map(|f| (group, f)));
+            if !delivery.finish(group, rows, pass.take_facts()) {
+                return Ok(false);
+            }
         }
         Ok(true)
     }
 
-    /// The next chunk of the file, opening it first if needed.
-    fn next_chunk(&self) -> Result<Option<Chunk>, RawError> {
+    /// The next row group of the file's `groups` for `partition`, with its
+    /// turn among the partition's units.
+    fn next_row_group(&self, partition: usize, groups: usize) -> Option<(usize, u64)> {
+        let mut shared = self.lock();
+        if shared.stopped || shared.next_row_group >= groups {
+            return None;
+        }
+        let group = shared.next_row_group;
+        shared.next_row_group += 1;
+        Some((group, shared.hand_out(partition)))
+    }
+
+    /// The next chunk of the file for `partition`, with its turn among the
+    /// partition's units; opens the file first if needed.
+    fn next_chunk(&self, partition: usize) -> Result<Option<(Chunk, u64)>, RawError> {
         let mut shared = self.lock();
         if shared.stopped {
             return Ok(None);
@@ -385,17 +431,116 @@ impl Scan {
                 empty.insert(Chunker::new(gzip, CHUNK_BYTES))
             }
         };
-        chunker.next_chunk().map_err(|e| RawError::Csv {
+        let chunk = chunker.next_chunk().map_err(|e| RawError::Csv {
             file: file.path.to_string(),
             line: 0,
             message: format!("cannot decompress: {e}"),
-        })
+        })?;
+        Ok(chunk.map(|chunk| (chunk, shared.hand_out(partition))))
+    }
+
+    /// Waits until `partition` outputs the unit handed out at `turn`; false
+    /// when the read stopped instead.
+    fn wait_for_turn(&self, partition: usize, turn: u64) -> bool {
+        let mut shared = self.lock();
+        while shared.output[partition] != turn && !shared.stopped {
+            shared = self
+                .turns
+                .wait(shared)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+        !shared.stopped
+    }
+
+    /// Whether `partition` outputs the unit handed out at `turn` now.
+    fn is_turn(&self, partition: usize, turn: u64) -> bool {
+        self.lock().output[partition] == turn
+    }
+
+    /// Records the unit `index` output by `partition` (its `rows` and
+    /// `facts`) and passes the turn to the partition's next unit.
+    fn pass_turn(&self, partition: usize, index: usize, rows: u64, facts: Option<ScanFacts>) {
+        let mut shared = self.lock();
+        shared.rows += rows;
+        shared.facts.extend(facts.map(|f| (index, f)));
+        shared.output[partition] += 1;
+        self.turns.notify_all();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
         self.shared
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Shared {
+    /// A unit for `partition`: its turn among the partition's units.
+    fn hand_out(&mut self, partition: usize) -> u64 {
+        let turn = self.handed_out[partition];
+        self.handed_out[partition] += 1;
+        turn
+    }
+}
+
+/// A worker's output of one unit: its first batches are held until the
+/// partition's earlier units are out, the rest sent as they come.
+struct Delivery<'a> {
+    scan: &'a Scan,
+    partition: usize,
+    turn: u64,
+    tx: &'a Sender<datafusion::error::Result<RecordBatch>>,
+    held: Vec<RecordBatch>,
+    in_turn: bool,
+}
+
+impl<'a> Delivery<'a> {
+    fn new(
+        scan: &'a Scan,
+        partition: usize,
+        turn: u64,
+        tx: &'a Sender<datafusion::error::Result<RecordBatch>>,
+    ) -> Self {
+        Delivery {
+            scan,
+            partition,
+            turn,
+            tx,
+            held: Vec::new(),
+            in_turn: false,
+        }
+    }
+
+    /// Outputs `batch` in its turn; false when the read stopped or the
+    /// consumer stopped listening.
+    fn send(&mut self, batch: RecordBatch) -> bool {
+        if !self.in_turn {
+            self.held.push(batch);
+            if self.held.len() < HELD_BATCHES && !self.scan.is_turn(self.partition, self.turn) {
+                return true;
+            }
+            return self.take_turn();
+        }
+        self.tx.blocking_send(Ok(batch)).is_ok()
+    }
+
+    /// Waits for the turn, then outputs the held batches.
+    fn take_turn(&mut self) -> bool {
+        self.in_turn = self.scan.wait_for_turn(self.partition, self.turn);
+        self.in_turn
+            && std::mem::take(&mut self.held)
+                .into_iter()
+                .all(|batch| self.tx.blocking_send(Ok(batch)).is_ok())
+    }
+
+    /// Outputs what is held and passes the turn, recording the unit (file
+    /// position `index`, `rows`, `facts`); false when the read stopped.
+    fn finish(mut self, index: usize, rows: u64, facts: Option<ScanFacts>) -> bool {
+        if !self.in_turn && !self.take_turn() {
+            return false;
+        }
+        self.scan.pass_turn(self.partition, index, rows, facts);
+        true
     }
 }
 
@@ -487,16 +632,11 @@ impl Pass {
     }
 }
 
-/// Sends a read error down the stream; a closed stream (the consumer stopped
-/// early, e.g. after a LIMIT) is not an error.
-fn forward_error(
-    result: Result<(), RawError>,
-    tx: &Sender<datafusion::error::Result<RecordBatch>>,
-) -> datafusion::error::Result<()> {
-    if let Err(e) = result {
-        let _ = tx.try_send(Err(DataFusionError::External(Box::new(e))));
-    }
-    Ok(())
+/// A worker's read error, for its stream (which reports it even when the
+/// stream's channel is full). A consumer that stopped listening early (e.g.
+/// after a LIMIT) is not an error.
+fn engine_error(result: Result<(), RawError>) -> datafusion::error::Result<()> {
+    result.map_err(|e| DataFusionError::External(Box::new(e)))
 }
 
 /// A blocking reader of the object: the file itself for a local raw zone,
@@ -616,11 +756,28 @@ mod tests {
     use datafusion::parquet::arrow::ArrowWriter;
     use datafusion::parquet::file::properties::WriterProperties;
 
-    /// A Parquet file of several row groups, read by three partitions:
-    /// every row comes once, and the facts are those of the whole file.
-    #[tokio::test]
-    async fn parquet_row_groups_are_split_between_partitions() {
-        let dir = tempfile::tempdir().unwrap();
+    /// A raw zone in a temporary folder.
+    fn raw_zone(dir: &tempfile::TempDir) -> Location {
+        Location::parse(
+            &dir.path().display().to_string(),
+            &crate::config::S3Config::default(),
+        )
+        .unwrap()
+    }
+
+    /// A source of the sales file at `path` in `dir`, without a manifest.
+    fn sales_source(dir: &tempfile::TempDir, path: &str, format: RawFormat) -> RawSource {
+        let file = RawFile {
+            table: Table::Sales,
+            format,
+            path: path.into(),
+            bytes: 0,
+        };
+        RawSource::new(raw_zone(dir), file, None, Arc::new(Quarantine::new(0)))
+    }
+
+    /// A Parquet sales file of 10 rows (trans_id 0 to 9) in row groups of 3.
+    fn parquet_sales(dir: &tempfile::TempDir) -> RawSource {
         let table = Table::Sales;
         let mut builder = BatchBuilder::new(table, 10);
         for id in 0..10 {
@@ -643,28 +800,59 @@ mod tests {
             ArrowWriter::try_new(output, table.arrow_schema(), Some(properties)).unwrap();
         writer.write(&builder.finish()).unwrap();
         writer.close().unwrap();
+        sales_source(dir, path, RawFormat::Parquet)
+    }
 
-        let raw = Location::parse(
-            &dir.path().display().to_string(),
-            &crate::config::S3Config::default(),
-        )
-        .unwrap();
-        let file = RawFile {
-            table,
-            format: RawFormat::Parquet,
-            path: path.into(),
-            bytes: 0,
-        };
-        let source = RawSource::new(raw, file, None, Arc::new(Quarantine::new(0)));
-        let scan = Arc::new(source.scan(None, 3));
-        let reads = (0..3).map(|p| scan.open(p).try_collect::<Vec<_>>());
-        let mut ids: Vec<i64> = futures::future::try_join_all(reads)
-            .await
-            .unwrap()
+    /// A gzip CSV sales file of `rows` rows (trans_id 0 on, several
+    /// chunks for a few hundred thousand) with `last_line` as its last.
+    fn csv_sales(dir: &tempfile::TempDir, rows: u64, last_line: &str) -> RawSource {
+        use std::io::Write;
+        let header: Vec<&str> = Table::Sales.columns().iter().map(|c| c.name).collect();
+        let mut text = format!("{}\n", header.join(","));
+        for id in 0..rows {
+            text.push_str(&format!(
+                "{id},1,1,2026-01-10,120000,1.00,2.00,2.00,0.00,1.00,1.00,0.00\n"
+            ));
+        }
+        text.push_str(last_line);
+        let path = "sales/sales_2026-01-10.csv.gz";
+        std::fs::create_dir_all(dir.path().join("sales")).unwrap();
+        let output = std::fs::File::create(dir.path().join(path)).unwrap();
+        let mut gzip = flate2::write::GzEncoder::new(output, flate2::Compression::fast());
+        gzip.write_all(text.as_bytes()).unwrap();
+        gzip.finish().unwrap();
+        sales_source(dir, path, RawFormat::CsvGz)
+    }
+
+    /// The trans_id of every row of each of the read's partitions, read
+    /// concurrently.
+    async fn ids_per_partition(scan: Scan) -> datafusion::error::Result<Vec<Vec<i64>>> {
+        let scan = Arc::new(scan);
+        let reads = (0..scan.partitions()).map(|p| scan.open(p).try_collect::<Vec<_>>());
+        let partitions = futures::future::try_join_all(reads).await?;
+        Ok(partitions
             .iter()
-            .flatten()
-            .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
-            .collect();
+            .map(|batches| {
+                batches
+                    .iter()
+                    .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
+                    .collect()
+            })
+            .collect())
+    }
+
+    /// A Parquet file of several row groups, read by three partitions of
+    /// two workers: every row comes once, each partition's in file order,
+    /// and the facts are those of the whole file.
+    #[tokio::test]
+    async fn parquet_row_groups_are_split_between_partitions() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = parquet_sales(&dir);
+        let partitions = ids_per_partition(source.scan(None, 3, 2)).await.unwrap();
+        for ids in &partitions {
+            assert!(ids.is_sorted(), "{ids:?}");
+        }
+        let mut ids = partitions.concat();
         ids.sort_unstable();
         assert_eq!(ids, (0..10).collect::<Vec<_>>());
         let facts = source.facts().expect("a complete read records facts");
@@ -672,5 +860,40 @@ mod tests {
         assert_eq!(facts.rows, 10);
         let per_date: Vec<u64> = facts.dates.values().map(|d| d.rows).collect();
         assert_eq!(per_date, [4, 4, 2]);
+    }
+
+    /// One partition decoded by several workers outputs the file's rows in
+    /// file order, from CSV chunks and from Parquet row groups alike.
+    #[tokio::test]
+    async fn one_partition_of_several_workers_keeps_file_order() {
+        let rows = 3 * CHUNK_BYTES as u64 / 60;
+        let dir = tempfile::tempdir().unwrap();
+        let csv = csv_sales(&dir, rows, "");
+        let ids = ids_per_partition(csv.scan(None, 1, 3)).await.unwrap();
+        assert_eq!(ids, [(0..rows as i64).collect::<Vec<_>>()]);
+        assert_eq!(csv.facts().map(|f| f.rows), Some(rows));
+
+        let parquet = parquet_sales(&dir);
+        let ids = ids_per_partition(parquet.scan(None, 1, 3)).await.unwrap();
+        assert_eq!(ids, [(0..10).collect::<Vec<_>>()]);
+    }
+
+    /// A bad row in a late chunk fails the read with its line, while the
+    /// other workers wait for turns that never come: they stop, and the
+    /// read records no facts.
+    #[tokio::test]
+    async fn a_failing_worker_stops_the_others() {
+        let rows = 3 * CHUNK_BYTES as u64 / 60;
+        let dir = tempfile::tempdir().unwrap();
+        let bad = "x,1,1,2026-01-10,120000,1.00,2.00,2.00,0.00,1.00,1.00,0.00\n";
+        let csv = csv_sales(&dir, rows, bad);
+        let error = ids_per_partition(csv.scan(None, 1, 3))
+            .await
+            .expect_err("the bad row fails the read")
+            .to_string();
+        let line = rows + 2;
+        assert!(error.contains(&format!("line {line}")), "{error}");
+        assert!(error.contains("trans_id"), "{error}");
+        assert!(csv.facts().is_none());
     }
 }

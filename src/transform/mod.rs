@@ -5,7 +5,7 @@
 //!
 //! 1. locate the date's five raw files (and manifest);
 //! 2. compute `weekly_sales_inventory` with the one SQL file
-//!    `weekly_sales_inventory.sql` and stage it as Parquet in a local
+//!    `weekly_sales_inventory.sql` and stage it as Arrow files in a local
 //!    scratch folder (streamed, never collected). This is the one pass over
 //!    the big raw files: their scans parse and validate every field (parse
 //!    errors surface here) and gather the facts the checks need;
@@ -27,14 +27,14 @@ use std::time::{Duration, Instant};
 use chrono::NaiveDate;
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::{Date32Type, Decimal128Type, Int32Type, Int64Type};
-use datafusion::config::TableParquetOptions;
+use datafusion::datasource::file_format::arrow::ArrowFormatFactory;
 use datafusion::datasource::file_format::format_as_file_type;
-use datafusion::datasource::file_format::parquet::ParquetFormatFactory;
 use datafusion::error::DataFusionError;
+use datafusion::execution::options::ArrowReadOptions;
 use datafusion::logical_expr::LogicalPlanBuilder;
 use datafusion::physical_plan::collect;
 use datafusion::physical_plan::display::DisplayableExecutionPlan;
-use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use datafusion::prelude::SessionContext;
 
 use crate::config::{Config, EngineKind};
 use crate::lake::{FactScope, Lake, LakeError, Publication, PublishReport};
@@ -218,19 +218,28 @@ pub async fn compute(
 
 /// Computes the weekly fact in this process, in one pass over the big
 /// files (which also parses and validates every field and gathers what the
-/// checks need), staged as Parquet in a scratch folder.
+/// checks need), staged in a scratch folder.
 async fn compute_locally(
     config: &Config,
     raw: &Location,
     set: RawSet,
 ) -> Result<Staged, TransformError> {
     let ctx = crate::engine::session(config)?;
+    // The staged files are read whole, each by one partition: DataFusion
+    // reads a split Arrow file's part at once, not batch by batch.
+    ctx.state_ref()
+        .write()
+        .config_mut()
+        .options_mut()
+        .optimizer
+        .repartition_file_scans = false;
     let quarantine = Arc::new(Quarantine::new(config.error_budget));
     let tables = raw_tables::register(&ctx, raw, &set, &quarantine)?;
     let scratch = tempfile::tempdir().map_err(TransformError::Scratch)?;
     let started = Instant::now();
     tables.load_dimensions(&ctx).await?;
-    stage_weekly(&ctx, scratch.path()).await?;
+    let partitions = crate::engine::metric_query_partitions(config);
+    stage_weekly(&ctx, partitions, scratch.path()).await?;
     tables.scan_the_rest(&ctx).await?;
     Ok(Staged {
         date: set.date,
@@ -347,12 +356,16 @@ async fn fact_scope(ctx: &SessionContext, set: &RawSet) -> Result<FactScope, Tra
     Ok(FactScope::Weeks(weeks))
 }
 
-/// Computes the weekly fact into Parquet files under `dir` and registers
-/// them as `staged_weekly`.
-async fn stage_weekly(ctx: &SessionContext, dir: &std::path::Path) -> Result<(), TransformError> {
+/// Computes the weekly fact in `partitions` partitions into files under
+/// `dir` and registers them as `staged_weekly`.
+async fn stage_weekly(
+    ctx: &SessionContext,
+    partitions: usize,
+    dir: &std::path::Path,
+) -> Result<(), TransformError> {
     let staged = staged_folder(dir)?;
     let staged_url = format!("{}/", staged.display());
-    let format = Arc::new(ParquetFormatFactory::new_with_options(staging_options()));
+    let format = Arc::new(ArrowFormatFactory::new());
     let query = ctx.sql(WEEKLY_SQL).await?.into_unoptimized_plan();
     let write = LogicalPlanBuilder::copy_to(
         query,
@@ -362,8 +375,10 @@ async fn stage_weekly(ctx: &SessionContext, dir: &std::path::Path) -> Result<(),
         Vec::new(),
     )?
     .build()?;
-    let plan = ctx.state().create_physical_plan(&write).await?;
-    collect(Arc::clone(&plan), ctx.task_ctx()).await?;
+    let mut state = ctx.state();
+    state.config_mut().options_mut().execution.target_partitions = partitions;
+    let plan = state.create_physical_plan(&write).await?;
+    collect(Arc::clone(&plan), state.task_ctx()).await?;
     tracing::debug!(
         "the metric query as run, with its metrics:\n{}",
         DisplayableExecutionPlan::with_metrics(plan.as_ref()).indent(true)
@@ -371,35 +386,25 @@ async fn stage_weekly(ctx: &SessionContext, dir: &std::path::Path) -> Result<(),
     register_staged(ctx, &staged).await
 }
 
-/// How the staged fact is encoded, by either engine. It lives only until
-/// the lake commit has re-encoded it: light compression, no dictionaries
-/// nor statistics (the lake's files have them).
-fn staging_options() -> TableParquetOptions {
-    let mut staging = TableParquetOptions::default();
-    staging.global.compression = Some("lz4_raw".to_string());
-    staging.global.dictionary_enabled = Some(false);
-    staging.global.statistics_enabled = Some("none".to_string());
-    staging
-}
-
 /// The folder, created in the scratch folder `dir`, where the weekly fact
-/// is staged as Parquet files.
+/// is staged as Arrow files: it lives only until the lake commit has
+/// encoded it as Parquet, so it is not encoded twice.
 fn staged_folder(dir: &std::path::Path) -> Result<std::path::PathBuf, TransformError> {
     let staged = dir.join("weekly_sales_inventory");
     std::fs::create_dir_all(&staged).map_err(TransformError::Scratch)?;
     Ok(staged)
 }
 
-/// Registers the Parquet files of the folder `staged` in `ctx` as
+/// Registers the Arrow files of the folder `staged` in `ctx` as
 /// `staged_weekly`, with the contract's types.
 async fn register_staged(
     ctx: &SessionContext,
     staged: &std::path::Path,
 ) -> Result<(), TransformError> {
     let fact_schema = schema::fact_schema();
-    let options = ParquetReadOptions::default().schema(&fact_schema);
+    let options = ArrowReadOptions::default().schema(&fact_schema);
     let url = format!("{}/", staged.display());
-    ctx.register_parquet("staged_weekly", &url, options).await?;
+    ctx.register_arrow("staged_weekly", &url, options).await?;
     Ok(())
 }
 

@@ -1,6 +1,6 @@
 //! Step 2 on a Ballista cluster: the executors read the raw files, check
 //! every value and compute the weekly fact with the same SQL file as the
-//! local engine; the client streams the result into a staged Parquet file
+//! local engine; the client streams the result into a staged Arrow file
 //! and commits it.
 //!
 //! Why the result comes back to the client instead of executors writing
@@ -24,16 +24,15 @@ use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::common::file_options::parquet_writer::ParquetWriterOptions;
+use datafusion::arrow::ipc::writer::FileWriter;
 use datafusion::datasource::MemTable;
-use datafusion::parquet::arrow::AsyncArrowWriter;
-use datafusion::parquet::errors::ParquetError;
+use datafusion::error::DataFusionError;
 use datafusion::prelude::SessionContext;
 use futures::TryStreamExt;
+use tokio::sync::mpsc;
 
 use super::{
-    Staged, TransformError, WEEKLY_SQL, quality, register_staged, staged_folder, staging_options,
-    stock_tables,
+    Staged, TransformError, WEEKLY_SQL, quality, register_staged, staged_folder, stock_tables,
 };
 use crate::config::Config;
 use crate::raw::quarantine::Quarantine;
@@ -87,8 +86,8 @@ pub(super) async fn compute(
     })
 }
 
-/// Runs the metric SQL on the cluster and streams its result into a
-/// Parquet file in `dir`, registered in `ctx` as `staged_weekly`. Returns
+/// Runs the metric SQL on the cluster and streams its result into an
+/// Arrow file in `dir`, registered in `ctx` as `staged_weekly`. Returns
 /// how long the result took to come, from its first batch (the job has
 /// ended by then) to its last.
 async fn stage_weekly(
@@ -97,31 +96,43 @@ async fn stage_weekly(
     dir: &Path,
 ) -> Result<Duration, TransformError> {
     let staged = staged_folder(dir)?;
-    let file = tokio::fs::File::create(staged.join("part-0.parquet"))
-        .await
-        .map_err(TransformError::Scratch)?;
+    let file = staged.join("part-0.arrow");
     let schema = schema::fact_schema();
-    let mut options = staging_options();
-    options.arrow_schema(&schema);
-    let properties = ParquetWriterOptions::try_from(&options)?
-        .writer_options()
-        .clone();
-    let mut writer = AsyncArrowWriter::try_new(file, Arc::clone(&schema), Some(properties))
-        .map_err(parquet_error)?;
+    let (batches, received) = mpsc::channel(4);
+    let writer = {
+        let schema = Arc::clone(&schema);
+        tokio::task::spawn_blocking(move || write_arrow_file(&file, &schema, received))
+    };
     let mut results = cluster.sql(WEEKLY_SQL).await?.execute_stream().await?;
     let mut first_batch = None;
     while let Some(batch) = results.try_next().await? {
         first_batch.get_or_insert_with(Instant::now);
-        let batch = with_schema(&schema, batch)?;
-        writer.write(&batch).await.map_err(parquet_error)?;
+        if batches.send(with_schema(&schema, batch)?).await.is_err() {
+            // The writer failed; its error follows.
+            break;
+        }
     }
-    writer.close().await.map_err(parquet_error)?;
+    drop(batches);
+    writer
+        .await
+        .map_err(|e| TransformError::Engine(DataFusionError::External(Box::new(e))))??;
     register_staged(ctx, &staged).await?;
     Ok(first_batch.map(|at| at.elapsed()).unwrap_or_default())
 }
 
-fn parquet_error(error: ParquetError) -> TransformError {
-    TransformError::Engine(error.into())
+/// Writes the batches received into an Arrow file at `path`.
+fn write_arrow_file(
+    path: &Path,
+    schema: &SchemaRef,
+    mut batches: mpsc::Receiver<RecordBatch>,
+) -> Result<(), TransformError> {
+    let file = std::fs::File::create(path).map_err(TransformError::Scratch)?;
+    let arrow_error = |e: datafusion::arrow::error::ArrowError| TransformError::Engine(e.into());
+    let mut writer = FileWriter::try_new_buffered(file, schema).map_err(arrow_error)?;
+    while let Some(batch) = batches.blocking_recv() {
+        writer.write(&batch).map_err(arrow_error)?;
+    }
+    writer.finish().map_err(arrow_error)
 }
 
 /// `batch` with the contract's `schema` (the engine may have marked columns

@@ -137,7 +137,10 @@ impl TableProvider for RawTable {
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let partitions = state.config().target_partitions();
-        let scan = Arc::new(self.source.scan(projection.cloned(), partitions));
+        // As many workers in all as cores, even for fewer partitions.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let workers = cores.div_ceil(partitions.max(1));
+        let scan = Arc::new(self.source.scan(projection.cloned(), partitions, workers));
         let streams: Vec<Arc<dyn PartitionStream>> = (0..scan.partitions())
             .map(|partition| {
                 Arc::new(RawPartition {

@@ -220,7 +220,7 @@ pub async fn load_golden_into_source(staging: &Workspace, target: &Workspace) {
         let quarantine = std::sync::Arc::new(Quarantine::new(0));
         let file = set.files[&table].clone();
         let source = RawSource::new(staging.pipeline.raw.clone(), file, None, quarantine);
-        let stream = std::sync::Arc::new(source.scan(None, 1)).open(0);
+        let stream = std::sync::Arc::new(source.scan(None, 1, 1)).open(0);
         let batches: Vec<_> = stream.try_collect().await.unwrap();
         for batch in batches {
             loader.insert(table, &batch).unwrap();
