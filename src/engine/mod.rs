@@ -67,8 +67,12 @@ pub fn session(config: &Config) -> datafusion::error::Result<SessionContext> {
 /// On 2 cores at SF 1, one partition takes a quarter less CPU than two
 /// (bench/RESULTS.md).
 pub fn metric_query_partitions(config: &Config) -> usize {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    config.target_partitions.unwrap_or(cores / 2).max(1)
+    config.target_partitions.unwrap_or(cores() / 2).max(1)
+}
+
+/// The cores this process may run on (at least one).
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// DataFusion's physical optimizer rules, preceded by

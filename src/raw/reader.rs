@@ -566,7 +566,7 @@ impl ChunkDecoder<'_> {
     }
 }
 
-/// One partition's part of a read: which columns it decodes and outputs,
+/// One worker's part of a read: which columns it decodes and outputs,
 /// and, when it validates, the facts it gathers.
 struct Pass {
     file: String,

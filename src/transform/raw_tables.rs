@@ -138,8 +138,7 @@ impl TableProvider for RawTable {
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let partitions = state.config().target_partitions();
         // As many workers in all as cores, even for fewer partitions.
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let workers = cores.div_ceil(partitions.max(1));
+        let workers = crate::engine::cores().div_ceil(partitions.max(1));
         let scan = Arc::new(self.source.scan(projection.cloned(), partitions, workers));
         let streams: Vec<Arc<dyn PartitionStream>> = (0..scan.partitions())
             .map(|partition| {
