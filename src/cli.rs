@@ -18,8 +18,9 @@ pub struct Cli {
     /// TOML configuration file (keys: source, password_file, source_attempts,
     /// source_retry_backoff_ms, raw, lake, raw_format, error_budget,
     /// vacuum_retention_hours, target_partitions, memory_limit_mb,
-    /// lake_lock_wait_secs, engine, scheduler, and the [s3], [serve] and
-    /// [notify] tables).
+    /// max_row_bytes, scratch_dir, lake_lock_wait_secs, lake_lock_lease_secs,
+    /// engine, scheduler, and the [publish], [s3], [serve] and [notify]
+    /// tables).
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
     #[command(subcommand)]
@@ -56,6 +57,8 @@ pub enum Command {
         locations: Locations,
         #[command(flatten)]
         engine: EngineArgs,
+        #[command(flatten)]
+        publish: PublishArgs,
     },
     /// Extract, check and transform in one go.
     Run {
@@ -65,8 +68,11 @@ pub enum Command {
         locations: Locations,
         #[command(flatten)]
         engine: EngineArgs,
+        #[command(flatten)]
+        publish: PublishArgs,
     },
-    /// Run SQL over the lake (weekly_sales_inventory, store, product, calendar).
+    /// Run read-only SQL over the lake (weekly_sales_inventory, store,
+    /// product, calendar); statements that would write are refused.
     Query {
         /// The SQL statement.
         sql: String,
@@ -105,6 +111,8 @@ pub enum Command {
         #[arg(long)]
         extract: bool,
         #[command(flatten)]
+        publish: PublishArgs,
+        #[command(flatten)]
         locations: Locations,
     },
     /// Run a Ballista scheduler or executor (the distributed engine).
@@ -139,10 +147,18 @@ pub enum RunsCommand {
         /// Run id (or its number in `runs list`).
         id: String,
     },
+    /// End a queued or running run as failed; the process executing it
+    /// stops it within seconds.
+    Cancel {
+        /// Run id (or its number in `runs list`).
+        id: String,
+    },
     /// Run the failed tasks of a failed run again (and what follows them).
     Retry {
         /// Run id (or its number in `runs list`).
         id: String,
+        #[command(flatten)]
+        publish: PublishArgs,
         #[command(flatten)]
         locations: Locations,
     },
@@ -157,6 +173,10 @@ pub enum ClusterCommand {
         /// Address clients and executors connect to.
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:50050")]
         bind: String,
+        /// Listen on an address other machines reach, although Ballista
+        /// has no authentication or TLS (see README, Distributed runs).
+        #[arg(long)]
+        allow_unauthenticated: bool,
     },
     /// An executor: runs tasks and serves their shuffle output.
     Executor {
@@ -176,6 +196,10 @@ pub enum ClusterCommand {
         /// Folder for shuffle files (default: a temporary folder).
         #[arg(long, value_name = "DIR")]
         work_dir: Option<PathBuf>,
+        /// Listen on an address other machines reach, although Ballista
+        /// has no authentication or TLS (see README, Distributed runs).
+        #[arg(long)]
+        allow_unauthenticated: bool,
     },
 }
 
@@ -227,6 +251,41 @@ impl EngineArgs {
         if let Some(engine) = self.engine {
             config.engine = engine;
         }
+    }
+}
+
+/// Overrides of the publication guards for one run (`[publish]`).
+#[derive(Debug, Args, Default, Clone, Copy)]
+pub struct PublishArgs {
+    /// Publish even if the fact table would lose more than `max_shrink` of
+    /// its rows, a published week, or all its rows.
+    #[arg(long)]
+    pub allow_shrink: bool,
+    /// Publish a logical date older than the one the fact table holds,
+    /// taking the table back to that date.
+    #[arg(long)]
+    pub allow_older: bool,
+}
+
+impl PublishArgs {
+    /// Applies the flags that were given on top of `config`.
+    pub fn apply(&self, config: &mut Config) {
+        config.publish.allow_shrink |= self.allow_shrink;
+        config.publish.allow_older |= self.allow_older;
+    }
+
+    /// The flags as a run's `conf` keys (see the orchestrator's tasks).
+    pub fn conf(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut conf = serde_json::Map::new();
+        for (key, set) in [
+            ("allow_shrink", self.allow_shrink),
+            ("allow_older", self.allow_older),
+        ] {
+            if set {
+                conf.insert(key.to_string(), serde_json::Value::Bool(true));
+            }
+        }
+        conf
     }
 }
 

@@ -21,6 +21,13 @@ pub const DEFAULT_RAW: &str = "file://./shelfline-data/raw";
 /// Default lake: a local folder.
 pub const DEFAULT_LAKE: &str = "file://./shelfline-data/lake";
 
+/// The largest `memory_limit_mb`: 1 PiB, far beyond any machine, and far
+/// from overflowing a byte count.
+pub const MAX_MEMORY_LIMIT_MB: usize = 1 << 30;
+/// Bounds of `max_row_bytes`.
+pub const MIN_ROW_BYTES: usize = 1 << 10;
+pub const MAX_ROW_BYTES: usize = 1 << 30;
+
 /// Default Ballista scheduler (`shelfline cluster scheduler`'s address).
 pub const DEFAULT_SCHEDULER: &str = "df://127.0.0.1:50050";
 
@@ -68,9 +75,25 @@ pub struct Config {
     /// Memory DataFusion's operators may hold before they spill, in MiB
     /// (default: no limit besides the machine's).
     pub memory_limit_mb: Option<usize>,
+    /// Where transforms keep their staged output until it is published
+    /// (about 4% of the raw files' size); folders of transforms that were
+    /// killed are removed when the next transform starts.
+    pub scratch_dir: PathBuf,
+    /// The longest raw CSV row, in bytes (quoted newlines included). A
+    /// longer row (a missing newline, an unclosed quote) fails the run
+    /// naming the file and the line where it starts, so that one row can
+    /// never take the process's memory.
+    pub max_row_bytes: usize,
     /// Seconds a run waits for another run's hold on the lake (the writer
     /// lock) before it fails; 0 fails at once.
     pub lake_lock_wait_secs: u64,
+    /// Seconds the writer lock stays valid without a renewal (renewed every
+    /// quarter of it). A holder that cannot renew it in time (stopped,
+    /// paused, cut off from the storage) loses the lock and commits nothing
+    /// more; another run may then take it over.
+    pub lake_lock_lease_secs: u64,
+    /// What a publication may do to the published fact table.
+    pub publish: PublishConfig,
     /// Where the transform's SQL runs: `local` (this process) or `ballista`
     /// (the Ballista cluster at `scheduler`).
     pub engine: EngineKind,
@@ -82,6 +105,33 @@ pub struct Config {
     pub serve: ServeConfig,
     /// Who hears about sensor timeouts, failures and (optionally) successes.
     pub notify: NotifyConfig,
+}
+
+/// The `[publish]` table: the guards a publication passes before it
+/// commits anything.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PublishConfig {
+    /// The largest fraction of the fact table's rows one run may remove
+    /// (0.1 = 10%). A run that would remove more, empty the table or drop a
+    /// published week fails, naming both counts.
+    pub max_shrink: f64,
+    /// Publish even when the shrink guard refuses (`--allow-shrink` for
+    /// one run).
+    pub allow_shrink: bool,
+    /// Publish a logical date older than the one the fact table holds,
+    /// taking it back to that date (`--allow-older` for one run).
+    pub allow_older: bool,
+}
+
+impl Default for PublishConfig {
+    fn default() -> Self {
+        PublishConfig {
+            max_shrink: 0.1,
+            allow_shrink: false,
+            allow_older: false,
+        }
+    }
 }
 
 /// The `[serve]` table: schedules, retries, the sensor, the run history and
@@ -228,7 +278,11 @@ impl Default for Config {
             vacuum_retention_hours: 0,
             target_partitions: None,
             memory_limit_mb: None,
+            max_row_bytes: 1 << 20,
+            scratch_dir: std::env::temp_dir().join("shelfline-scratch"),
             lake_lock_wait_secs: 300,
+            lake_lock_lease_secs: 60,
+            publish: PublishConfig::default(),
             engine: EngineKind::Local,
             scheduler: DEFAULT_SCHEDULER.to_string(),
             s3: S3Config::default(),
@@ -301,6 +355,41 @@ impl Config {
         })
     }
 
+    /// Every setting whose value cannot work, each naming its key; empty
+    /// when all are usable. (Locations are checked where they are parsed.)
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let shrink = self.publish.max_shrink;
+        if !(0.0..=1.0).contains(&shrink) {
+            problems.push(format!(
+                "publish.max_shrink = {shrink}: must be a fraction from 0 to 1 (0.1 = 10%)"
+            ));
+        }
+        if self.lake_lock_lease_secs < 4 {
+            problems.push(format!(
+                "lake_lock_lease_secs = {}: must be at least 4 (it is renewed every quarter of it)",
+                self.lake_lock_lease_secs
+            ));
+        }
+        if let Some(limit) = self.memory_limit_mb
+            && !(1..=MAX_MEMORY_LIMIT_MB).contains(&limit)
+        {
+            problems.push(format!(
+                "memory_limit_mb = {limit}: must be from 1 to {MAX_MEMORY_LIMIT_MB}"
+            ));
+        }
+        if !(MIN_ROW_BYTES..=MAX_ROW_BYTES).contains(&self.max_row_bytes) {
+            problems.push(format!(
+                "max_row_bytes = {}: must be from {MIN_ROW_BYTES} to {MAX_ROW_BYTES}",
+                self.max_row_bytes
+            ));
+        }
+        if self.target_partitions == Some(0) {
+            problems.push("target_partitions = 0: must be at least 1".to_string());
+        }
+        problems
+    }
+
     /// Applies `SHELFLINE_SOURCE`, `SHELFLINE_RAW` and `SHELFLINE_LAKE`.
     fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) {
         for (key, slot) in [
@@ -349,6 +438,25 @@ mod tests {
         assert_eq!(config.s3.region, "eu-west-1");
         assert!(config.s3.allow_http);
         assert_eq!(config.s3.access_key_id.as_deref(), Some("AKIDEXAMPLE"));
+    }
+
+    #[test]
+    fn unusable_values_are_named_all_at_once() {
+        let config: Config = toml::from_str(
+            "memory_limit_mb = 18446744073709551615\nlake_lock_lease_secs = 1\n\
+             max_row_bytes = 10\n[publish]\nmax_shrink = 1.5\n",
+        )
+        .unwrap();
+        let problems = config.problems().join("\n");
+        for key in [
+            "memory_limit_mb = 18446744073709551615",
+            "lake_lock_lease_secs = 1",
+            "max_row_bytes = 10",
+            "publish.max_shrink = 1.5",
+        ] {
+            assert!(problems.contains(key), "{problems}");
+        }
+        assert!(Config::default().problems().is_empty());
     }
 
     #[test]

@@ -36,4 +36,5 @@ pub mod schema;
 pub mod server;
 pub mod source;
 pub mod storage;
+pub mod text;
 pub mod transform;

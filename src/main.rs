@@ -16,10 +16,11 @@ use shelfline::datagen::DatagenSpec;
 use shelfline::engine::cluster::{self, Endpoint, ExecutorOptions};
 use shelfline::orchestrator::clock::SystemClock;
 use shelfline::orchestrator::dag::RunState;
-use shelfline::orchestrator::history::History;
-use shelfline::orchestrator::{BackfillDate, Orchestrator, lock, report};
+use shelfline::orchestrator::history::{History, HistoryError};
+use shelfline::orchestrator::{BackfillDate, Orchestrator, OrchestratorError, lock, report};
 use shelfline::pipeline::Pipeline;
 use shelfline::server::{self, Credentials};
+use shelfline::text::{MESSAGE_CHARS, clip};
 use shelfline::{demo, query};
 
 /// Transparent huge pages make the kernel zero 2 MiB at a time each time
@@ -60,7 +61,8 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
+            let message = e.to_string();
+            eprintln!("error: {}", clip(&message, MESSAGE_CHARS));
             ExitCode::FAILURE
         }
     }
@@ -118,7 +120,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             match pipeline.check(date.date).await {
                 Ok(report) => write!(stdout, "{report}")?,
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    eprintln!("error: {}", clip(&e.to_string(), MESSAGE_CHARS));
                     return Ok(ExitCode::FAILURE);
                 }
             }
@@ -127,8 +129,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             date,
             locations,
             engine,
+            publish,
         } => {
             engine.apply(&mut config);
+            publish.apply(&mut config);
             let pipeline = pipeline(config, &locations)?;
             let report = pipeline.transform(date.date).await?;
             write!(stdout, "{report}")?;
@@ -137,8 +141,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             date,
             locations,
             engine,
+            publish,
         } => {
             engine.apply(&mut config);
+            publish.apply(&mut config);
             let pipeline = pipeline(config, &locations)?;
             let report = pipeline.run(date.date).await?;
             write!(stdout, "{}", report.extract)?;
@@ -179,23 +185,41 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let attempts = history.attempts(&run.run_id)?;
             write!(stdout, "{}", report::run_details(&run, &tasks, &attempts))?;
         }
-        Command::Runs(RunsCommand::Retry { id, locations }) => {
+        Command::Runs(RunsCommand::Retry {
+            id,
+            publish,
+            locations,
+        }) => {
             let orchestrator = orchestrator(config, &locations)?;
-            let run = orchestrator.retry(&id)?;
+            let executor = orchestrator.take_executor()?;
+            let run = orchestrator.retry(&id, publish.conf(), executor.is_some())?;
             writeln!(stdout, "retrying the failed tasks of {}", run.run_id)?;
-            return see_through(&orchestrator, &[run.run_id], &mut stdout).await;
+            return see_through(&orchestrator, &[run.run_id], executor.as_ref(), &mut stdout).await;
+        }
+        Command::Runs(RunsCommand::Cancel { id }) => {
+            let history = History::open(&config.serve.history)?;
+            let reason = "cancelled with `shelfline runs cancel`";
+            let run = history.end_run(&id, RunState::Failed, reason, chrono::Utc::now())?;
+            writeln!(
+                stdout,
+                "cancelled {}; the process executing it stops it within seconds",
+                run.run_id
+            )?;
         }
         Command::Backfill {
             from,
             to,
             force,
             extract,
+            publish,
             locations,
         } => {
             anyhow::ensure!(from <= to, "--from {from} is after --to {to}");
             let orchestrator = orchestrator(config, &locations)?;
+            let executor = orchestrator.take_executor()?;
             let mut run_ids = Vec::new();
-            for date in orchestrator.backfill(from, to, force, extract)? {
+            let adopt = executor.is_some();
+            for date in orchestrator.backfill((from, to), force, extract, publish.conf(), adopt)? {
                 match date {
                     BackfillDate::Queued(run) => run_ids.push(run.run_id),
                     BackfillDate::Skipped { date, reason } => {
@@ -203,7 +227,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     }
                 }
             }
-            return see_through(&orchestrator, &run_ids, &mut stdout).await;
+            return see_through(&orchestrator, &run_ids, executor.as_ref(), &mut stdout).await;
         }
         Command::Cluster(command) => cluster(command, &config).await?,
         Command::Demo { dir, sf } => {
@@ -225,8 +249,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// Runs a scheduler or an executor until it stops.
 async fn cluster(command: ClusterCommand, config: &Config) -> anyhow::Result<()> {
     match command {
-        ClusterCommand::Scheduler { bind } => {
+        ClusterCommand::Scheduler {
+            bind,
+            allow_unauthenticated,
+        } => {
             let bind = Endpoint::parse(&bind)?;
+            bind.check_exposure(allow_unauthenticated)?;
             eprintln!("Ballista scheduler listening on {bind} (df://{bind})");
             cluster::run_scheduler(&bind, &config.s3).await?;
         }
@@ -236,7 +264,10 @@ async fn cluster(command: ClusterCommand, config: &Config) -> anyhow::Result<()>
             concurrency,
             memory_limit,
             work_dir,
+            allow_unauthenticated,
         } => {
+            let bind = Endpoint::parse(&bind)?;
+            bind.check_exposure(allow_unauthenticated)?;
             let temp_dir;
             let work_dir = match work_dir {
                 Some(dir) => dir,
@@ -247,7 +278,7 @@ async fn cluster(command: ClusterCommand, config: &Config) -> anyhow::Result<()>
             };
             let options = ExecutorOptions {
                 scheduler: Endpoint::parse(&scheduler)?,
-                bind: Endpoint::parse(&bind)?,
+                bind,
                 concurrency: concurrency.unwrap_or(0),
                 memory_limit: memory_limit
                     .as_deref()
@@ -302,32 +333,62 @@ async fn serve(
     let app = server::router(Arc::clone(&orchestrator), credentials);
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
-        served = axum::serve(listener, app) => served?,
-        scheduled = Arc::clone(&orchestrator).run_scheduler() => scheduled?,
+        served = server::serve(listener, app) => served?,
+        () = Arc::clone(&orchestrator).run_scheduler() => {}
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate.recv() => {}
     }
     Ok(())
 }
 
-/// Prints each run's end; fails when one failed.
+/// Prints each run's end; fails when one failed. Ctrl-C or SIGTERM
+/// cancels the runs not finished yet, so none is left queued or running.
 async fn see_through(
     orchestrator: &Orchestrator,
     run_ids: &[String],
+    executor: Option<&lock::ExecutorLock>,
     stdout: &mut impl Write,
 ) -> anyhow::Result<ExitCode> {
     let mut failed = 0;
-    orchestrator
-        .see_through(run_ids, |run_id, state| {
-            failed += usize::from(state == RunState::Failed);
-            let _ = writeln!(stdout, "{run_id}  {}", state.as_str());
-        })
-        .await?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let seen = orchestrator.see_through(run_ids, executor, |run_id, state| {
+        failed += usize::from(state == RunState::Failed);
+        let _ = writeln!(stdout, "{run_id}  {}", state.as_str());
+    });
+    let finished = tokio::select! {
+        seen = seen => Some(seen),
+        _ = tokio::signal::ctrl_c() => None,
+        _ = terminate.recv() => None,
+    };
+    let Some(seen) = finished else {
+        return cancel_unfinished(orchestrator, run_ids, stdout);
+    };
+    seen?;
     if failed > 0 {
         eprintln!("error: {failed} run(s) failed; `shelfline runs show RUN_ID` tells why");
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// After an interruption: ends the runs of `run_ids` still active.
+fn cancel_unfinished(
+    orchestrator: &Orchestrator,
+    run_ids: &[String],
+    stdout: &mut impl Write,
+) -> anyhow::Result<ExitCode> {
+    let reason = "cancelled: the command that started it was interrupted";
+    for run_id in run_ids {
+        match orchestrator.end(run_id, RunState::Failed, reason) {
+            Ok(_) => writeln!(stdout, "{run_id}  cancelled")?,
+            Err(OrchestratorError::History(HistoryError::Ended { .. })) => {}
+            Err(e) => eprintln!("error: {run_id} could not be cancelled: {e}"),
+        }
+    }
+    eprintln!(
+        "error: interrupted; the runs not finished were cancelled (run the command again to run them)"
+    );
+    Ok(ExitCode::from(130))
 }
 
 fn pipeline(mut config: Config, locations: &Locations) -> anyhow::Result<Pipeline> {

@@ -53,7 +53,7 @@ pub struct RunReport {
 impl Pipeline {
     /// Parses every location of `config`; fails listing every bad one.
     pub fn new(config: Config) -> Result<Pipeline, PipelineError> {
-        let mut problems = Vec::new();
+        let mut problems = config.problems();
         let source = Source::from_url(&config.source, config.password_file.as_deref())
             .map_err(|e| problems.push(format!("source: {e}")))
             .ok();
@@ -64,7 +64,7 @@ impl Pipeline {
             .map_err(|e| problems.push(format!("lake: {e}")))
             .ok();
         match (source, raw, lake) {
-            (Some(source), Some(raw), Some(lake)) => Ok(Pipeline {
+            (Some(source), Some(raw), Some(lake)) if problems.is_empty() => Ok(Pipeline {
                 config,
                 source,
                 raw,
@@ -110,14 +110,15 @@ impl Pipeline {
     /// Checks that the raw set of `date` is complete and matches its manifest.
     pub async fn check(&self, date: NaiveDate) -> Result<CheckReport, PipelineError> {
         self.raw.verify().await?;
-        Ok(raw::check(&self.raw, date).await?)
+        Ok(raw::check(&self.raw, date, self.config.max_row_bytes).await?)
     }
 
     /// Transforms the raw set of `date` and publishes the lake tables.
     pub async fn transform(&self, date: NaiveDate) -> Result<TransformReport, PipelineError> {
         self.raw.verify().await?;
         self.lake.root().verify().await?;
-        Ok(transform::transform(&self.config, &self.raw, &self.lake, date).await?)
+        let run = format!("shelfline transform (pid {})", std::process::id());
+        Ok(transform::transform(&self.config, &self.raw, &self.lake, date, &run).await?)
     }
 
     /// Extract, check, transform.

@@ -248,6 +248,15 @@ impl Table {
         }
     }
 
+    /// The input columns the metric query sums (its DECIMAL sums must not
+    /// overflow: see `transform::reconcile`).
+    pub fn summed_columns(self) -> &'static [&'static str] {
+        match self {
+            Table::Sales => &["sales_qty", "sales_amt", "sales_cost"],
+            _ => &[],
+        }
+    }
+
     /// The input columns the reconciliation of contract section 4 sums.
     pub fn reconciled_columns(self) -> &'static [&'static str] {
         match self {

@@ -92,8 +92,8 @@ impl Location {
     /// as `s3` says) or `memory://NAME`.
     ///
     /// Relative `file://./dir` paths are resolved against the current
-    /// directory, and the folder is created, so the embedded defaults work
-    /// on a fresh machine.
+    /// directory. A local folder is not created until something is written
+    /// into it.
     pub fn parse(text: &str, s3: &S3Config) -> Result<Location, StorageError> {
         if let Some(name) = text.strip_prefix("memory://") {
             return Ok(memory_location(name));
@@ -243,36 +243,58 @@ impl ObjectStoreRegistry for StoreRegistry {
 }
 
 fn local_location(path: &str) -> Result<Location, StorageError> {
-    let dir = std::path::absolute(path).map_err(|source| StorageError::CreateDir {
-        path: path.to_string(),
-        source,
-    })?;
-    std::fs::create_dir_all(&dir).map_err(|source| StorageError::CreateDir {
-        path: dir.display().to_string(),
-        source,
-    })?;
-    let dir = dir
-        .canonicalize()
-        .map_err(|source| StorageError::CreateDir {
-            path: dir.display().to_string(),
-            source,
-        })?;
-    let url = Url::from_directory_path(&dir).map_err(|()| StorageError::Invalid {
+    let invalid = |reason: String| StorageError::Invalid {
         url: path.to_string(),
-        reason: "not an absolute path".to_string(),
-    })?;
-    let store = LocalFileSystem::new_with_prefix(&dir)
-        .map_err(|e| StorageError::Invalid {
-            url: path.to_string(),
-            reason: e.to_string(),
-        })?
+        reason,
+    };
+    let absolute = std::path::absolute(path).map_err(|e| invalid(e.to_string()))?;
+    // A missing folder is not created here (only a write creates it), so a
+    // mistyped location leaves nothing behind. The store is rooted at the
+    // nearest folder that exists, so that removing a file never removes a
+    // folder that was there before shelfline.
+    let (existing, missing) = nearest_existing(&absolute);
+    let existing = existing
+        .canonicalize()
+        .map_err(|e| invalid(e.to_string()))?;
+    let dir = missing
+        .iter()
+        .fold(existing.clone(), |dir, part| dir.join(part));
+    let url =
+        Url::from_directory_path(&dir).map_err(|()| invalid("not an absolute path".to_string()))?;
+    let local = LocalFileSystem::new_with_prefix(&existing)
+        .map_err(|e| invalid(e.to_string()))?
         .with_automatic_cleanup(true);
+    let store: Arc<dyn ObjectStore> = if missing.is_empty() {
+        Arc::new(local)
+    } else {
+        let parts: Vec<&str> = missing.iter().filter_map(|p| p.to_str()).collect();
+        Arc::new(object_store::prefix::PrefixStore::new(
+            local,
+            Path::from_iter(parts),
+        ))
+    };
     Ok(Location {
         url,
-        store: Arc::new(store),
+        store,
         base: None,
         endpoint: None,
     })
+}
+
+/// The nearest existing ancestor of `path` (or `path` itself), and the
+/// names below it that do not exist yet.
+fn nearest_existing(path: &std::path::Path) -> (PathBuf, Vec<std::ffi::OsString>) {
+    let mut existing = path.to_path_buf();
+    let mut missing = Vec::new();
+    while !existing.exists() {
+        let Some(name) = existing.file_name().map(ToOwned::to_owned) else {
+            break;
+        };
+        missing.push(name);
+        existing.pop();
+    }
+    missing.reverse();
+    (existing, missing)
 }
 
 /// In-memory stores live for the process, one per name, so that the stages

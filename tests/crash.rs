@@ -103,11 +103,23 @@ fn crash_test(dir: &Path, config: Config, env: &[(&str, String)]) {
     // date's. So the two states to tell apart are those after the first
     // date's run over the second's, and the second's over the first's.
     for date in [FIRST, SECOND, FIRST] {
-        succeed(&["transform", "--date", date]);
+        succeed(&[
+            "transform",
+            "--date",
+            date,
+            "--allow-older",
+            "--allow-shrink",
+        ]);
     }
     let first = reader.state();
     let started = Instant::now();
-    succeed(&["transform", "--date", SECOND]);
+    succeed(&[
+        "transform",
+        "--date",
+        SECOND,
+        "--allow-older",
+        "--allow-shrink",
+    ]);
     let run_time = started.elapsed();
     let second = reader.state();
     assert!(common::csv_difference(&first.concat(), &second.concat()).is_some());
@@ -129,7 +141,13 @@ fn crash_test(dir: &Path, config: Config, env: &[(&str, String)]) {
             }
             Some(event) => Trigger::OnLog(KILL_AFTER[event]),
         };
-        let child = shelfline(&["transform", "--date", date]);
+        let child = shelfline(&[
+            "transform",
+            "--date",
+            date,
+            "--allow-older",
+            "--allow-shrink",
+        ]);
         if kill_during(child, trigger) {
             killed += 1;
         }
@@ -140,7 +158,13 @@ fn crash_test(dir: &Path, config: Config, env: &[(&str, String)]) {
                 common::assert_same_csv(seen, after, &what);
             }
         }
-        succeed(&["transform", "--date", date]);
+        succeed(&[
+            "transform",
+            "--date",
+            date,
+            "--allow-older",
+            "--allow-shrink",
+        ]);
         let what = format!("attempt {attempt}: the rerun did not converge");
         common::assert_same_csv(&reader.state().concat(), &after.concat(), &what);
         reader.assert_folders_hold_only_the_committed_files();

@@ -288,10 +288,12 @@ fn a_busy_lake_fails_at_once_naming_the_holder_when_waiting_is_off() {
     // This test process holds the lock, as a run in progress would.
     let config = s3::config(&endpoint, dir.path());
     let location = Location::parse(&lake, &config).unwrap();
-    let lock = shelfline::storage::path(&["_shelfline", "writer.lock"]);
+    let lock = shelfline::storage::path(&["_shelfline", "writer", "00000000000000000001.json"]);
     let holder = serde_json::json!({
+        "generation": 1,
         "host": hostname(),
         "pid": std::process::id(),
+        "machine": null,
         "acquired": "2026-12-01T00:00:00Z",
         "expires": "2999-01-01T00:00:00Z",
     });

@@ -50,6 +50,10 @@ pub enum ClusterError {
     )]
     Address(String),
     #[error(
+        "refusing to listen on {0}: Ballista's scheduler and executors have no authentication and no TLS, so anyone who reaches this port can run plans that read and write with this process's files and credentials. Bind to 127.0.0.1, or put the cluster on a private network it alone uses and pass --allow-unauthenticated"
+    )]
+    Exposed(String),
+    #[error(
         "cannot reach the Ballista scheduler at {url}: {reason}; start one with `shelfline cluster scheduler --bind {addr}` or set `scheduler` to where it runs"
     )]
     Unreachable {
@@ -98,6 +102,25 @@ impl Endpoint {
             host: host.to_string(),
             port,
         })
+    }
+
+    /// Fails when this address is reachable from other machines, unless
+    /// the user acknowledged that the cluster's protocol is open to anyone
+    /// who reaches it (`allow_unauthenticated`).
+    pub fn check_exposure(&self, allow_unauthenticated: bool) -> Result<(), ClusterError> {
+        let host = self.host.trim_start_matches('[').trim_end_matches(']');
+        let loopback = host.eq_ignore_ascii_case("localhost")
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if loopback || allow_unauthenticated {
+            Ok(())
+        } else {
+            Err(ClusterError::Exposed(format!(
+                "{}:{}",
+                self.host, self.port
+            )))
+        }
     }
 
     /// The first address the host name resolves to.

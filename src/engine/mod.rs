@@ -46,7 +46,8 @@ pub fn session(config: &Config) -> datafusion::error::Result<SessionContext> {
     }
     let mut runtime = RuntimeEnvBuilder::new();
     if let Some(limit_mb) = config.memory_limit_mb {
-        runtime = runtime.with_memory_pool(Arc::new(FairSpillPool::new(limit_mb << 20)));
+        let bytes = limit_mb.saturating_mul(1 << 20);
+        runtime = runtime.with_memory_pool(Arc::new(FairSpillPool::new(bytes)));
     }
     let mut state = SessionStateBuilder::new()
         .with_default_features()

@@ -1,47 +1,90 @@
-//! The lake's writer lock: one run at a time publishes to a lake.
+//! The lake's writer lock: one run at a time publishes to a lake, and a run
+//! that lost the lock can neither commit nor vacuum.
 //!
 //! Delta's optimistic commits already keep the log consistent when two
-//! writers race (a commit is a put-if-absent of the next log file, so one
-//! of two equal versions loses). The lock adds two things a lake with
-//! vacuum needs: a second run for the same lake *waits* instead of failing
-//! on a commit conflict, and the vacuum after a commit can delete every
-//! unreferenced file (the leftovers of a killed run) knowing that no other
-//! run is half-way through writing its files.
+//! writers race (a commit is a put-if-absent of the next log file). The
+//! lock adds what a lake with vacuum needs: a second run *waits* instead of
+//! failing on a commit conflict, and vacuum may delete files no commit
+//! references (the leftovers of a killed run) knowing which writers could
+//! still commit them.
 //!
-//! The lock is the object `<lake>/_shelfline/writer.lock`, created with a
-//! put-if-absent (`If-None-Match: *` on S3). It names its holder (host and
-//! process) and carries a lease that a background task renews. A lock whose
-//! lease ran out, or whose holder is a dead process on this host (a run
-//! killed with SIGKILL), is stale and taken over.
+//! **Generations.** The lock is a sequence of objects
+//! `<lake>/_shelfline/writer/<generation>.json`, each created with a
+//! put-if-absent (`If-None-Match: *` on S3): taking the lock is creating
+//! the next generation, so of two runs taking over the same stale lock
+//! exactly one wins, with no check-then-delete race. A generation's record
+//! names its holder (host, process, and the kernel and PID namespace it
+//! runs in) and carries a lease that only its holder renews; releasing it
+//! marks the record released. Nothing is ever deleted to give a lock back,
+//! so no release or renewal can touch another holder's lock.
+//!
+//! **When a lock is free.** Its latest generation was released, or its
+//! holder is a process that no longer runs in the same kernel and PID
+//! namespace, or its lease ran out (a process stopped, a VM paused, a
+//! storage stall, renewals failing). Only the last case can leave a holder
+//! alive, so only then does the new holder *fence* the tables before it
+//! writes (see [`crate::lake`]).
+//!
+//! **Fencing.** Every shelfline commit carries a Delta application
+//! transaction with app id [`WRITER_APP_ID`] and the lock's generation.
+//! Delta's conflict check fails a commit when a commit that landed after
+//! the committer read the table carries the same app id, so once a newer
+//! holder has committed to a table (a write, or the fence commit right
+//! after a take-over), no older holder's commit to it can land. A holder
+//! also checks [`WriterLock::ensure_held`] after opening a table and before
+//! committing or vacuuming: its lease must not have run out by its own
+//! monotonic clock, and no newer generation may exist.
+//!
+//! **Vacuum.** A holder deletes unreferenced files only when the storage
+//! last modified them before its own generation was created
+//! ([`WriterLock::acquired_at`], the storage's clock, like the files'): a
+//! newer holder's files are always newer, and an older holder's can no
+//! longer be committed once this holder committed to the table.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt as _, PutMode, PutOptions};
 use serde::{Deserialize, Serialize};
 
 use crate::storage::Location;
 
-/// How long a lock stays valid without renewal.
-const LEASE: Duration = Duration::from_secs(60);
-/// How often the holder renews its lease.
-const RENEW_EVERY: Duration = Duration::from_secs(15);
+/// The Delta application transaction id every shelfline commit carries,
+/// with the writer lock's generation as its version.
+pub const WRITER_APP_ID: &str = "shelfline.writer";
 /// How often a waiting run looks at the lock again.
 const POLL: Duration = Duration::from_millis(250);
+/// Generations kept below the newest (for `shelfline` to name a holder).
+const KEPT_GENERATIONS: u64 = 1;
 
-/// Where the lock lives, below the lake's root.
-fn lock_path() -> Path {
-    crate::storage::path(&["_shelfline", "writer.lock"])
+/// How a run takes the lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockOptions {
+    /// How long to wait for another run's lock; zero fails at once.
+    pub wait: Duration,
+    /// How long the lock stays valid without a renewal; renewed every
+    /// quarter of it.
+    pub lease: Duration,
 }
 
-/// Why the lock could not be taken.
+/// The folder of the lock's generations, below the lake's root.
+fn folder() -> Path {
+    crate::storage::path(&["_shelfline", "writer"])
+}
+
+fn record_path(generation: u64) -> Path {
+    crate::storage::path(&["_shelfline", "writer", &format!("{generation:020}.json")])
+}
+
+/// Why the lock could not be taken or is no longer held.
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     #[error(
-        "another shelfline run ({owner}, since {since}) is publishing to {lake}; waited {waited_secs} s (lake_lock_wait_secs). Let it finish, or, if that process is gone on another host, delete {lake}_shelfline/writer.lock"
+        "another shelfline run ({owner}, since {since}) is publishing to {lake}; waited {waited_secs} s (lake_lock_wait_secs). Let it finish; a lock whose holder stopped renewing it is taken over when its lease runs out"
     )]
     Busy {
         lake: String,
@@ -49,6 +92,10 @@ pub enum LockError {
         since: String,
         waited_secs: u64,
     },
+    #[error(
+        "this run lost the writer lock of {lake} ({reason}) and stopped before its next commit; what it committed before stays, each table as one commit. Run the date again"
+    )]
+    Lost { lake: String, reason: String },
     #[error(
         "the storage of {lake} ignores conditional writes (a put-if-absent of an existing object succeeded): two writers could overwrite each other's commits. Use a server that supports `If-None-Match: *` (AWS S3 does since 2024)"
     )]
@@ -60,23 +107,47 @@ pub enum LockError {
     },
 }
 
-/// What the lock object holds.
+/// What a generation's record holds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Holder {
+    generation: u64,
     host: String,
     pid: u32,
+    /// The kernel boot and PID namespace the process runs in: a pid means
+    /// the same process only within both.
+    machine: Option<String>,
     acquired: DateTime<Utc>,
     expires: DateTime<Utc>,
+    #[serde(default)]
+    released: bool,
+    /// Released after a publication that committed everything it wrote:
+    /// it left no file behind for vacuum to find.
+    #[serde(default)]
+    clean: bool,
+}
+
+/// Whether the latest generation can be taken over, and how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Standing {
+    Held,
+    /// Released, or its holder is gone: nothing to fence.
+    Free,
+    /// Its lease ran out with its holder perhaps alive: fence the tables.
+    Expired,
 }
 
 impl Holder {
-    fn me() -> Holder {
+    fn me(generation: u64, lease: Duration) -> Holder {
         let now = Utc::now();
         Holder {
+            generation,
             host: host_name(),
             pid: std::process::id(),
+            machine: machine_id(),
             acquired: now,
-            expires: now + LEASE,
+            expires: now + lease,
+            released: false,
+            clean: false,
         }
     }
 
@@ -84,86 +155,275 @@ impl Holder {
         Bytes::from(serde_json::to_vec(self).expect("a lock record serializes"))
     }
 
-    /// A lease run out, or a holder on this host that is no longer running.
-    fn is_stale(&self) -> bool {
-        self.expires < Utc::now() || (self.host == host_name() && !process_alive(self.pid))
+    fn standing(&self) -> Standing {
+        if self.released || self.is_dead_process_here() {
+            Standing::Free
+        } else if self.expires < Utc::now() {
+            Standing::Expired
+        } else {
+            Standing::Held
+        }
+    }
+
+    /// A holder in this kernel and PID namespace whose process is gone (a
+    /// run killed with SIGKILL). Elsewhere only the lease tells.
+    fn is_dead_process_here(&self) -> bool {
+        self.host == host_name()
+            && self.machine.is_some()
+            && self.machine == machine_id()
+            && !process_alive(self.pid)
     }
 
     fn describe(&self) -> String {
-        format!("process {} on {}", self.pid, self.host)
+        format!(
+            "process {} on {}, generation {}",
+            self.pid, self.host, self.generation
+        )
     }
 }
 
-/// A held writer lock; [`WriterLock::release`] gives it back.
+/// The newest generation and its record (`None` when the record is not
+/// shelfline's), or `None` when the lock was never taken.
+async fn latest(
+    store: &Arc<dyn ObjectStore>,
+) -> Result<Option<(u64, Option<Holder>)>, object_store::Error> {
+    let Some(generation) = generations(store).await?.into_iter().max() else {
+        return Ok(None);
+    };
+    let bytes = match store.get(&record_path(generation)).await {
+        Ok(result) => result.bytes().await?,
+        Err(object_store::Error::NotFound { .. }) => return Ok(Some((generation, None))),
+        Err(e) => return Err(e),
+    };
+    Ok(Some((generation, serde_json::from_slice(&bytes).ok())))
+}
+
+async fn generations(store: &Arc<dyn ObjectStore>) -> Result<Vec<u64>, object_store::Error> {
+    let listed: Vec<_> = store.list(Some(&folder())).try_collect().await?;
+    Ok(listed
+        .iter()
+        .filter_map(|meta| {
+            meta.location
+                .filename()?
+                .strip_suffix(".json")?
+                .parse()
+                .ok()
+        })
+        .collect())
+}
+
+/// How the holder's lease stands, by its own monotonic clock (which keeps
+/// counting while the process is stopped).
+#[derive(Debug)]
+struct Lease {
+    valid_until: Instant,
+    last_error: Option<String>,
+}
+
+/// A held writer lock; [`WriterLock::release`] gives it back. Dropped
+/// without a release (a publication abandoned on an error path), it stops
+/// renewing at once and marks itself released when it can.
 pub struct WriterLock {
     store: Arc<dyn ObjectStore>,
-    path: Path,
+    lake: String,
+    me: Holder,
+    acquired_at: DateTime<Utc>,
+    took_over_expired: bool,
+    predecessor_clean: bool,
+    lease: Arc<Mutex<Lease>>,
     renewal: tokio::task::JoinHandle<()>,
+    released: bool,
 }
 
 impl WriterLock {
-    /// Takes the lock of the lake at `root`, waiting up to `wait` for
-    /// another run to release it.
-    pub async fn acquire(root: &Location, wait: Duration) -> Result<WriterLock, LockError> {
+    /// Takes the lock of the lake at `root`, waiting up to `options.wait`
+    /// for another run to release it.
+    pub async fn acquire(root: &Location, options: LockOptions) -> Result<WriterLock, LockError> {
         let store = Arc::clone(root.store());
-        let path = lock_path();
         let lake = root.url().to_string();
         let store_error = |source| LockError::Store {
             lake: lake.clone(),
             source,
         };
         let started = Instant::now();
+        let mut told = false;
         loop {
-            let me = Holder::me();
-            match store.put_opts(&path, me.bytes().into(), create()).await {
-                Ok(_) => {
-                    check_conditional_put(&store, &path, &me, &lake).await?;
-                    let renewal = tokio::spawn(renew(Arc::clone(&store), path.clone(), me));
-                    return Ok(WriterLock {
-                        store,
-                        path,
-                        renewal,
+            let latest = latest(&store).await.map_err(store_error)?;
+            let predecessor_clean =
+                matches!(&latest, Some((_, Some(holder))) if holder.released && holder.clean);
+            let (next, standing) = match &latest {
+                None => (1, Standing::Free),
+                Some((generation, None)) => (generation + 1, Standing::Expired),
+                Some((generation, Some(holder))) => (generation + 1, holder.standing()),
+            };
+            if standing == Standing::Held {
+                let holder = latest
+                    .and_then(|(_, holder)| holder)
+                    .expect("a held lock has a holder");
+                if started.elapsed() >= options.wait {
+                    return Err(LockError::Busy {
+                        lake,
+                        owner: holder.describe(),
+                        since: holder.acquired.to_rfc3339(),
+                        waited_secs: options.wait.as_secs(),
                     });
                 }
-                Err(object_store::Error::AlreadyExists { .. }) => {}
+                if !told {
+                    tracing::info!(
+                        lake,
+                        holder = holder.describe(),
+                        "waiting for the writer lock"
+                    );
+                    told = true;
+                }
+                tokio::time::sleep(POLL).await;
+                continue;
+            }
+            let sent = Instant::now();
+            let me = Holder::me(next, options.lease);
+            match store
+                .put_opts(&record_path(next), me.bytes().into(), create())
+                .await
+            {
+                Ok(_) => {}
+                Err(object_store::Error::AlreadyExists { .. }) => continue,
                 Err(e) => return Err(store_error(e)),
             }
-            let Some(holder) = read_holder(&store, &path).await.map_err(store_error)? else {
-                continue;
-            };
-            if holder.is_stale() {
+            check_conditional_put(&store, &me, &lake).await?;
+            if standing == Standing::Expired {
                 tracing::warn!(
                     lake,
-                    holder = holder.describe(),
-                    "taking over a stale writer lock"
+                    generation = next,
+                    "took over a writer lock whose lease ran out"
                 );
-                match store.delete(&path).await {
-                    Ok(()) | Err(object_store::Error::NotFound { .. }) => continue,
-                    Err(e) => return Err(store_error(e)),
-                }
             }
-            if started.elapsed() >= wait {
-                return Err(LockError::Busy {
-                    lake,
-                    owner: holder.describe(),
-                    since: holder.acquired.to_rfc3339(),
-                    waited_secs: wait.as_secs(),
-                });
-            }
-            tracing::info!(
+            let acquired_at = store
+                .head(&record_path(next))
+                .await
+                .map_err(store_error)?
+                .last_modified;
+            forget_old_generations(&store, next).await;
+            let lease = Arc::new(Mutex::new(Lease {
+                valid_until: sent + options.lease,
+                last_error: None,
+            }));
+            let renewal = tokio::spawn(renew(
+                Arc::clone(&store),
+                me.clone(),
+                options.lease,
+                Arc::clone(&lease),
+            ));
+            tracing::info!(lake, generation = next, "writer lock acquired");
+            return Ok(WriterLock {
+                store,
                 lake,
-                holder = holder.describe(),
-                "waiting for the writer lock"
-            );
-            tokio::time::sleep(POLL).await;
+                me,
+                acquired_at,
+                took_over_expired: standing == Standing::Expired,
+                predecessor_clean,
+                lease,
+                renewal,
+                released: false,
+            });
         }
     }
 
-    /// Stops renewing and deletes the lock.
-    pub async fn release(self) {
+    /// This lock's generation: the version of the [`WRITER_APP_ID`]
+    /// transaction in every commit made under it.
+    pub fn generation(&self) -> u64 {
+        self.me.generation
+    }
+
+    /// When the storage created this generation (its clock, not ours).
+    pub fn acquired_at(&self) -> DateTime<Utc> {
+        self.acquired_at
+    }
+
+    /// Whether this lock was taken from a holder whose lease ran out, who
+    /// may still be alive: the tables must be fenced before anything else.
+    pub fn took_over_expired(&self) -> bool {
+        self.took_over_expired
+    }
+
+    /// Whether the previous holder released the lock after committing all
+    /// it wrote: then no unreferenced file can be in the lake but those a
+    /// publication's commits removed (see [`WriterLock::release`]).
+    pub fn predecessor_clean(&self) -> bool {
+        self.predecessor_clean
+    }
+
+    /// Fails when this lock is no longer held: its lease ran out by this
+    /// process's clock (it was stopped, or renewals failed), or a newer
+    /// generation exists.
+    pub async fn ensure_held(&self) -> Result<(), LockError> {
+        let lost = |reason: String| self.lost(reason);
+        {
+            let lease = self.lease.lock().unwrap_or_else(|p| p.into_inner());
+            if Instant::now() >= lease.valid_until {
+                let why = match &lease.last_error {
+                    Some(error) => format!("; the last renewal failed: {error}"),
+                    None => " while the process was not running".to_string(),
+                };
+                return Err(lost(format!("its lease ran out{why}")));
+            }
+        }
+        let latest = latest(&self.store)
+            .await
+            .map_err(|source| LockError::Store {
+                lake: self.lake.clone(),
+                source,
+            })?;
+        match latest {
+            Some((generation, _)) if generation == self.me.generation => Ok(()),
+            Some((_, Some(holder))) => Err(lost(format!("taken over by {}", holder.describe()))),
+            _ => Err(lost("its lock record is gone".to_string())),
+        }
+    }
+
+    /// The error of a holder that lost this lock, and why.
+    pub fn lost(&self, reason: String) -> LockError {
+        LockError::Lost {
+            lake: self.lake.clone(),
+            reason,
+        }
+    }
+
+    /// Stops renewing and marks the lock released; `clean` when the
+    /// publication committed everything it wrote (the next holder then
+    /// need not look for files left behind).
+    pub async fn release(mut self, clean: bool) {
         self.renewal.abort();
-        if let Err(e) = self.store.delete(&self.path).await {
-            tracing::warn!(error = %e, "could not delete the writer lock; its lease runs out in a minute");
+        self.released = true;
+        let record = self.released_record(clean);
+        let path = record_path(self.me.generation);
+        if let Err(e) = self.store.put(&path, record.into()).await {
+            tracing::warn!(error = %e, "could not release the writer lock; its lease runs out in a minute");
+        }
+    }
+
+    fn released_record(&self, clean: bool) -> Bytes {
+        Holder {
+            released: true,
+            clean,
+            ..self.me.clone()
+        }
+        .bytes()
+    }
+}
+
+impl Drop for WriterLock {
+    fn drop(&mut self) {
+        self.renewal.abort();
+        if self.released {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let (store, path, record) = (
+                Arc::clone(&self.store),
+                record_path(self.me.generation),
+                self.released_record(false),
+            );
+            runtime.spawn(async move { store.put(&path, record.into()).await });
         }
     }
 }
@@ -175,18 +435,18 @@ fn create() -> PutOptions {
     }
 }
 
-/// A second put-if-absent of the lock just created must be refused; a
+/// A second put-if-absent of the record just created must be refused; a
 /// server that accepts it would let two writers overwrite one log entry.
 async fn check_conditional_put(
     store: &Arc<dyn ObjectStore>,
-    path: &Path,
     me: &Holder,
     lake: &str,
 ) -> Result<(), LockError> {
-    match store.put_opts(path, me.bytes().into(), create()).await {
+    let path = record_path(me.generation);
+    match store.put_opts(&path, me.bytes().into(), create()).await {
         Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
         Ok(_) | Err(object_store::Error::NotImplemented { .. }) => {
-            let _ = store.delete(path).await;
+            let _ = store.delete(&path).await;
             Err(LockError::NoConditionalPut {
                 lake: lake.to_string(),
             })
@@ -198,32 +458,42 @@ async fn check_conditional_put(
     }
 }
 
-/// The holder of the lock, `None` when it vanished meanwhile. A record
-/// that does not parse (not written by shelfline) counts as stale.
-async fn read_holder(
-    store: &Arc<dyn ObjectStore>,
-    path: &Path,
-) -> Result<Option<Holder>, object_store::Error> {
-    let bytes = match store.get(path).await {
-        Ok(result) => result.bytes().await?,
-        Err(object_store::Error::NotFound { .. }) => return Ok(None),
-        Err(e) => return Err(e),
+/// Deletes the records of generations older than the one before `newest`.
+/// A holder that lost its lock still sees `newest` when it looks.
+async fn forget_old_generations(store: &Arc<dyn ObjectStore>, newest: u64) {
+    let Ok(all) = generations(store).await else {
+        return;
     };
-    Ok(Some(serde_json::from_slice(&bytes).unwrap_or_else(|_| {
-        Holder {
-            expires: DateTime::<Utc>::MIN_UTC,
-            ..Holder::me()
-        }
-    })))
+    for old in all.into_iter().filter(|g| *g + KEPT_GENERATIONS < newest) {
+        let _ = store.delete(&record_path(old)).await;
+    }
 }
 
-/// Renews the lease every [`RENEW_EVERY`] until aborted.
-async fn renew(store: Arc<dyn ObjectStore>, path: Path, mut me: Holder) {
+/// Renews the lease every quarter of it until aborted, noting in `lease`
+/// until when it is valid by this process's clock.
+async fn renew(
+    store: Arc<dyn ObjectStore>,
+    mut me: Holder,
+    length: Duration,
+    lease: Arc<Mutex<Lease>>,
+) {
     loop {
-        tokio::time::sleep(RENEW_EVERY).await;
-        me.expires = Utc::now() + LEASE;
-        if let Err(e) = store.put(&path, me.bytes().into()).await {
-            tracing::warn!(error = %e, "could not renew the writer lock");
+        tokio::time::sleep(length / 4).await;
+        let sent = Instant::now();
+        me.expires = Utc::now() + length;
+        let result = store
+            .put(&record_path(me.generation), me.bytes().into())
+            .await;
+        let mut state = lease.lock().unwrap_or_else(|p| p.into_inner());
+        match result {
+            Ok(_) => {
+                state.valid_until = sent + length;
+                state.last_error = None;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not renew the writer lock");
+                state.last_error = Some(e.to_string());
+            }
         }
     }
 }
@@ -240,7 +510,15 @@ fn host_name() -> String {
     String::from_utf8_lossy(&buffer[..end]).into_owned()
 }
 
-/// Whether a process with this id runs on this host.
+/// The kernel's boot id and this process's PID namespace: two processes
+/// with the same pid are the same only when both match.
+fn machine_id() -> Option<String> {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let namespace = std::fs::read_link("/proc/self/ns/pid").ok()?;
+    Some(format!("{} {}", boot.trim(), namespace.display()))
+}
+
+/// Whether a process with this id runs in this PID namespace.
 fn process_alive(pid: u32) -> bool {
     let Ok(pid) = libc::pid_t::try_from(pid) else {
         return false;
@@ -261,11 +539,25 @@ mod tests {
         Location::parse(&format!("memory://{name}"), &S3Config::default()).unwrap()
     }
 
+    fn options(wait_ms: u64) -> LockOptions {
+        LockOptions {
+            wait: Duration::from_millis(wait_ms),
+            lease: Duration::from_secs(60),
+        }
+    }
+
+    async fn put_record(root: &Location, holder: &Holder) {
+        root.store()
+            .put(&record_path(holder.generation), holder.bytes().into())
+            .await
+            .unwrap();
+    }
+
     #[tokio::test]
     async fn a_second_writer_waits_then_fails_naming_the_holder() {
         let root = lake("lock-busy");
-        let held = WriterLock::acquire(&root, Duration::ZERO).await.unwrap();
-        let err = WriterLock::acquire(&root, Duration::from_millis(300))
+        let held = WriterLock::acquire(&root, options(0)).await.unwrap();
+        let err = WriterLock::acquire(&root, options(300))
             .await
             .err()
             .unwrap()
@@ -275,43 +567,123 @@ mod tests {
             "{err}"
         );
         assert!(err.contains("memory://lock-busy/"), "{err}");
-        held.release().await;
-        WriterLock::acquire(&root, Duration::ZERO)
-            .await
-            .unwrap()
-            .release()
-            .await;
+        held.release(true).await;
+        let next = WriterLock::acquire(&root, options(0)).await.unwrap();
+        assert_eq!(next.generation(), 2);
+        assert!(!next.took_over_expired());
     }
 
     #[tokio::test]
-    async fn a_lock_of_a_dead_process_or_an_expired_lease_is_taken_over() {
+    async fn a_dead_holder_is_taken_over_and_an_expired_lease_is_fenced() {
         let root = lake("lock-stale");
-        let path = lock_path();
         let dead = Holder {
             pid: u32::try_from(libc::pid_t::MAX).unwrap(),
-            ..Holder::me()
+            ..Holder::me(1, Duration::from_secs(60))
         };
+        put_record(&root, &dead).await;
+        let lock = WriterLock::acquire(&root, options(0)).await.unwrap();
+        assert!(!lock.took_over_expired());
+        lock.release(true).await;
+
         let expired = Holder {
             host: "elsewhere".to_string(),
             expires: Utc::now() - chrono::Duration::seconds(1),
-            ..Holder::me()
+            ..Holder::me(3, Duration::from_secs(60))
         };
-        for holder in [dead, expired] {
-            root.store()
-                .put(&path, holder.bytes().into())
-                .await
-                .unwrap();
-            let lock = WriterLock::acquire(&root, Duration::ZERO).await.unwrap();
-            lock.release().await;
+        put_record(&root, &expired).await;
+        let lock = WriterLock::acquire(&root, options(0)).await.unwrap();
+        assert_eq!(lock.generation(), 4);
+        assert!(lock.took_over_expired());
+    }
+
+    /// A live holder elsewhere, or in another PID namespace of this host
+    /// with a pid that does not run here, keeps its lock until its lease
+    /// runs out.
+    #[tokio::test]
+    async fn a_live_lease_elsewhere_or_in_another_namespace_is_respected() {
+        for (name, holder) in [
+            (
+                "lock-elsewhere",
+                Holder {
+                    host: "elsewhere".to_string(),
+                    ..Holder::me(1, Duration::from_secs(60))
+                },
+            ),
+            (
+                "lock-namespace",
+                Holder {
+                    pid: u32::try_from(libc::pid_t::MAX).unwrap(),
+                    machine: Some("another boot, pid:[1]".to_string()),
+                    ..Holder::me(1, Duration::from_secs(60))
+                },
+            ),
+        ] {
+            let root = lake(name);
+            put_record(&root, &holder).await;
+            assert!(
+                WriterLock::acquire(&root, options(0)).await.is_err(),
+                "{name}"
+            );
         }
-        let alive_elsewhere = Holder {
+    }
+
+    #[tokio::test]
+    async fn a_holder_whose_lock_was_taken_over_knows_it() {
+        let root = lake("lock-lost");
+        let first = WriterLock::acquire(&root, options(0)).await.unwrap();
+        first.ensure_held().await.unwrap();
+        let newer = Holder {
             host: "elsewhere".to_string(),
-            ..Holder::me()
+            ..Holder::me(first.generation() + 1, Duration::from_secs(60))
         };
-        root.store()
-            .put(&path, alive_elsewhere.bytes().into())
-            .await
-            .unwrap();
-        assert!(WriterLock::acquire(&root, Duration::ZERO).await.is_err());
+        put_record(&root, &newer).await;
+        let err = first.ensure_held().await.unwrap_err().to_string();
+        assert!(err.contains("taken over by process"), "{err}");
+        // Its release leaves the newer holder's lock alone.
+        first.release(true).await;
+        assert!(WriterLock::acquire(&root, options(0)).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_lease_that_ran_out_is_lost_even_if_nobody_took_it() {
+        let root = lake("lock-lapsed");
+        let lock = WriterLock::acquire(
+            &root,
+            LockOptions {
+                wait: Duration::ZERO,
+                lease: Duration::from_millis(40),
+            },
+        )
+        .await
+        .unwrap();
+        lock.renewal.abort();
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        let err = lock.ensure_held().await.unwrap_err().to_string();
+        assert!(err.contains("its lease ran out"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn two_takers_of_one_stale_lock_get_one_generation_each() {
+        let root = lake("lock-race");
+        let expired = Holder {
+            host: "elsewhere".to_string(),
+            expires: Utc::now() - chrono::Duration::seconds(1),
+            ..Holder::me(7, Duration::from_secs(60))
+        };
+        put_record(&root, &expired).await;
+        let (a, b) = tokio::join!(
+            WriterLock::acquire(&root, options(0)),
+            WriterLock::acquire(&root, options(0))
+        );
+        let won: Vec<_> = [a, b].into_iter().filter_map(Result::ok).collect();
+        assert_eq!(won.len(), 1);
+        assert_eq!(won[0].generation(), 8);
+    }
+
+    #[tokio::test]
+    async fn a_dropped_lock_is_released() {
+        let root = lake("lock-dropped");
+        drop(WriterLock::acquire(&root, options(0)).await.unwrap());
+        WriterLock::acquire(&root, options(2000)).await.unwrap();
     }
 }

@@ -75,6 +75,12 @@ pub enum HistoryError {
         path: PathBuf,
         source: rusqlite::Error,
     },
+    /// Another process holds the history's write lock (a `sqlite3` shell,
+    /// a backup) longer than [`BUSY_TIMEOUT`]: worth trying again.
+    #[error(
+        "run history {path} is locked by another process (a sqlite3 shell or a backup?); try again when it lets go"
+    )]
+    Busy { path: PathBuf },
     #[error("cannot create the folder of the run history {path}: {source}")]
     Folder {
         path: PathBuf,
@@ -90,7 +96,20 @@ pub enum HistoryError {
     NoSuchRun(String),
     #[error("run {run_id} is {state}; only a failed run can be retried")]
     NotRetryable { run_id: String, state: &'static str },
+    #[error("run {run_id} already ended ({state})")]
+    Ended { run_id: String, state: &'static str },
 }
+
+impl HistoryError {
+    /// Whether waiting may help: another process holds the write lock.
+    pub fn is_busy(&self) -> bool {
+        matches!(self, HistoryError::Busy { .. })
+    }
+}
+
+/// How long a statement waits for another process's write lock before it
+/// fails with [`HistoryError::Busy`].
+pub const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How a run was started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -231,8 +250,7 @@ impl History {
             source,
         };
         let conn = Connection::open(path).map_err(sqlite)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(sqlite)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(sqlite)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(sqlite)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
@@ -256,10 +274,35 @@ impl History {
     }
 
     fn sqlite(&self, source: rusqlite::Error) -> HistoryError {
+        let busy = matches!(
+            source.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+        );
+        if busy {
+            return HistoryError::Busy {
+                path: self.path.clone(),
+            };
+        }
         HistoryError::Sqlite {
             path: self.path.clone(),
             source,
         }
+    }
+
+    /// A transaction that takes the write lock at once, so that what it
+    /// reads cannot change before it writes (a deferred one would fail
+    /// with "database is locked" when another writer came in between).
+    fn write<T>(
+        &self,
+        work: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, HistoryError>,
+    ) -> Result<T, HistoryError> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| self.sqlite(e))?;
+        let value = work(&tx)?;
+        tx.commit().map_err(|e| self.sqlite(e))?;
+        Ok(value)
     }
 
     /// Creates a run and its task instances (`skipped` for the extraction
@@ -271,8 +314,18 @@ impl History {
         max_tries: impl Fn(TaskId) -> u32,
         now: DateTime<Utc>,
     ) -> Result<RunRecord, HistoryError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction().map_err(|e| self.sqlite(e))?;
+        self.write(|tx| self.insert_run(tx, run, &max_tries, now))?;
+        self.run(&run.run_id)?
+            .ok_or_else(|| HistoryError::NoSuchRun(run.run_id.clone()))
+    }
+
+    fn insert_run(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        run: &NewRun,
+        max_tries: &impl Fn(TaskId) -> u32,
+        now: DateTime<Utc>,
+    ) -> Result<(), HistoryError> {
         if tx
             .query_row(
                 "SELECT 1 FROM dag_runs WHERE run_id = ?1",
@@ -335,10 +388,7 @@ impl History {
             )
             .map_err(|e| self.sqlite(e))?;
         }
-        tx.commit().map_err(|e| self.sqlite(e))?;
-        drop(conn);
-        self.run(&run.run_id)?
-            .ok_or_else(|| HistoryError::NoSuchRun(run.run_id.clone()))
+        Ok(())
     }
 
     /// The run with `run_id`.
@@ -403,6 +453,21 @@ impl History {
             "WHERE dag_id = ?1 AND state IN ('queued', 'running') ORDER BY id",
             params![dag_id],
         )
+    }
+
+    /// The queued or running run of `date`, if any.
+    pub fn active_run(
+        &self,
+        dag_id: &str,
+        date: NaiveDate,
+    ) -> Result<Option<RunRecord>, HistoryError> {
+        Ok(self
+            .select_runs(
+                "WHERE dag_id = ?1 AND logical_date = ?2 AND state IN ('queued', 'running')",
+                params![dag_id, date.to_string()],
+            )?
+            .into_iter()
+            .next())
     }
 
     /// Whether `date` has a successful run, or any scheduled run.
@@ -518,34 +583,87 @@ impl History {
             .collect()
     }
 
-    /// Sets the state of a run; `running` sets its start (once), a finished
-    /// state its end.
+    /// Sets the state of an active run (queued or running); `running` sets
+    /// its start (once), a finished state its end. Returns false when the
+    /// run had already ended (a user cancelled it meanwhile): it stays so.
     pub fn set_run_state(
         &self,
         run_id: &str,
         state: RunState,
         now: DateTime<Utc>,
-    ) -> Result<(), HistoryError> {
+    ) -> Result<bool, HistoryError> {
         let now = time(now);
         let conn = self.conn();
+        let active = "state IN ('queued', 'running')";
         let updated = match state {
             RunState::Queued => conn.execute(
                 "UPDATE dag_runs SET state = 'queued', end_date = NULL WHERE run_id = ?1",
                 params![run_id],
             ),
             RunState::Running => conn.execute(
-                "UPDATE dag_runs SET state = 'running', start_date = coalesce(start_date, ?2),
-                     end_date = NULL
-                 WHERE run_id = ?1",
+                &format!(
+                    "UPDATE dag_runs SET state = 'running', start_date = coalesce(start_date, ?2),
+                         end_date = NULL
+                     WHERE run_id = ?1 AND {active}"
+                ),
                 params![run_id, now],
             ),
             RunState::Success | RunState::Failed => conn.execute(
-                "UPDATE dag_runs SET state = ?2, end_date = ?3 WHERE run_id = ?1",
+                &format!(
+                    "UPDATE dag_runs SET state = ?2, end_date = ?3 WHERE run_id = ?1 AND {active}"
+                ),
                 params![run_id, state.as_str(), now],
             ),
         };
-        updated.map_err(|e| self.sqlite(e))?;
-        Ok(())
+        Ok(updated.map_err(|e| self.sqlite(e))? > 0)
+    }
+
+    /// Ends an active run by a user's decision (`runs cancel`, the API's
+    /// PATCH): the run becomes `state` and each of its tasks not finished
+    /// yet `failed` (or `skipped` when the run is marked a success), with
+    /// `reason` as its error. The process executing the run notices and
+    /// stops it.
+    pub fn end_run(
+        &self,
+        run_id: &str,
+        state: RunState,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<RunRecord, HistoryError> {
+        let run = self.find_run(run_id)?;
+        let task_state = match state {
+            RunState::Success => TaskState::Skipped,
+            _ => TaskState::Failed,
+        };
+        self.write(|tx| {
+            let ended = tx
+                .execute(
+                    "UPDATE dag_runs SET state = ?2, end_date = ?3
+                     WHERE run_id = ?1 AND state IN ('queued', 'running')",
+                    params![run.run_id, state.as_str(), time(now)],
+                )
+                .map_err(|e| self.sqlite(e))?;
+            if ended == 0 {
+                return Err(HistoryError::Ended {
+                    run_id: run.run_id.clone(),
+                    state: run.state.as_str(),
+                });
+            }
+            tx.execute(
+                "UPDATE task_attempts SET end_date = ?2, state = 'failed', error = ?3
+                 WHERE run_id = ?1 AND state = 'running'",
+                params![run.run_id, time(now), reason],
+            )
+            .map_err(|e| self.sqlite(e))?;
+            tx.execute(
+                "UPDATE task_instances SET state = ?2, end_date = ?3, error = ?4, next_try_at = NULL
+                 WHERE run_id = ?1 AND state IN ('queued', 'running', 'up_for_retry')",
+                params![run.run_id, task_state.as_str(), time(now), reason],
+            )
+            .map_err(|e| self.sqlite(e))?;
+            Ok(())
+        })?;
+        self.find_run(&run.run_id)
     }
 
     /// Marks `task` running for its next attempt; returns the attempt number.
@@ -555,26 +673,25 @@ impl History {
         task: TaskId,
         now: DateTime<Utc>,
     ) -> Result<u32, HistoryError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction().map_err(|e| self.sqlite(e))?;
-        let try_number: u32 = tx
-            .query_row(
-                "UPDATE task_instances
+        self.write(|tx| {
+            let try_number: u32 = tx
+                .query_row(
+                    "UPDATE task_instances
                  SET state = 'running', try_number = try_number + 1, start_date = ?3,
                      end_date = NULL, next_try_at = NULL
                  WHERE run_id = ?1 AND task_id = ?2 RETURNING try_number",
-                params![run_id, task.to_string(), time(now)],
-                |row| row.get(0),
-            )
-            .map_err(|e| self.sqlite(e))?;
-        tx.execute(
+                    params![run_id, task.to_string(), time(now)],
+                    |row| row.get(0),
+                )
+                .map_err(|e| self.sqlite(e))?;
+            tx.execute(
             "INSERT OR REPLACE INTO task_attempts (run_id, task_id, try_number, start_date, state)
              VALUES (?1, ?2, ?3, ?4, 'running')",
             params![run_id, task.to_string(), try_number, time(now)],
         )
         .map_err(|e| self.sqlite(e))?;
-        tx.commit().map_err(|e| self.sqlite(e))?;
-        Ok(try_number)
+            Ok(try_number)
+        })
     }
 
     /// Records how the current attempt of `task` ended.
@@ -594,11 +711,11 @@ impl History {
             ),
             Outcome::Failed { error, .. } => (TaskState::Failed, Some(error.as_str()), None),
         };
-        let mut conn = self.conn();
-        let tx = conn.transaction().map_err(|e| self.sqlite(e))?;
-        tx.execute(
+        self.write(|tx| {
+        // Only a running task: a user who ended the run meanwhile decided.
+        let updated = tx.execute(
             "UPDATE task_instances SET state = ?3, end_date = ?4, error = ?5, next_try_at = ?6
-             WHERE run_id = ?1 AND task_id = ?2",
+             WHERE run_id = ?1 AND task_id = ?2 AND state = 'running'",
             params![
                 run_id,
                 task.to_string(),
@@ -609,6 +726,9 @@ impl History {
             ],
         )
         .map_err(|e| self.sqlite(e))?;
+        if updated == 0 {
+            return Ok(());
+        }
         let kept = match outcome {
             Outcome::Success { figures, output } => Some((figures.clone(), output.clone())),
             Outcome::Failed { output, .. } => Some((json!({}), output.clone())),
@@ -628,8 +748,8 @@ impl History {
             params![run_id, task.to_string(), time(now), state.as_str(), error],
         )
         .map_err(|e| self.sqlite(e))?;
-        tx.commit().map_err(|e| self.sqlite(e))?;
         Ok(())
+        })
     }
 
     /// Sets the state of a task that does not run (`skipped`,
@@ -678,27 +798,27 @@ impl History {
             .filter(|t| t.state == TaskState::Running)
             .map(|t| t.task)
             .collect();
-        let conn = self.conn();
-        for task in &interrupted {
-            conn.execute(
-                "UPDATE task_attempts SET end_date = ?3, state = 'failed',
-                     error = 'interrupted: the process running it stopped'
-                 WHERE run_id = ?1 AND task_id = ?2 AND state = 'running'",
-                params![run_id, task.to_string(), time(now)],
-            )
-            .map_err(|e| self.sqlite(e))?;
+        if interrupted.is_empty() {
+            return Ok(());
         }
-        drop(conn);
-        if !interrupted.is_empty() {
-            self.requeue(run_id, &interrupted, 1)?;
-        }
-        Ok(())
+        self.write(|tx| {
+            for task in &interrupted {
+                tx.execute(
+                    "UPDATE task_attempts SET end_date = ?3, state = 'failed',
+                         error = 'interrupted: the process running it stopped'
+                     WHERE run_id = ?1 AND task_id = ?2 AND state = 'running'",
+                    params![run_id, task.to_string(), time(now)],
+                )
+                .map_err(|e| self.sqlite(e))?;
+            }
+            self.requeue(tx, run_id, &interrupted, 1)
+        })
     }
 
     /// `quality` or `publish` found the staged output gone: queues
     /// `transform` again, with what follows it.
     pub fn restage(&self, run_id: &str) -> Result<(), HistoryError> {
-        self.requeue(run_id, &[TaskId::Transform], 1)
+        self.write(|tx| self.requeue(tx, run_id, &[TaskId::Transform], 1))
     }
 
     /// `runs retry`: queues the failed tasks of a failed run again (and
@@ -707,7 +827,7 @@ impl History {
         &self,
         run_id: &str,
         extra_tries: u32,
-        now: DateTime<Utc>,
+        conf: &serde_json::Map<String, Value>,
     ) -> Result<RunRecord, HistoryError> {
         let run = self.find_run(run_id)?;
         if run.state != RunState::Failed {
@@ -722,23 +842,34 @@ impl History {
             .filter(|t| matches!(t.state, TaskState::Failed | TaskState::UpstreamFailed))
             .map(|t| t.task)
             .collect();
-        let active: i64 = self
-            .conn()
-            .query_row(
-                "SELECT count(*) FROM dag_runs WHERE dag_id = ?1 AND logical_date = ?2
-                 AND state IN ('queued', 'running')",
-                params![run.dag_id, run.logical_date.to_string()],
-                |row| row.get(0),
+        let mut merged = run.conf.clone();
+        if let Value::Object(map) = &mut merged {
+            map.extend(conf.clone());
+        }
+        self.write(|tx| {
+            let active: Option<String> = tx
+                .query_row(
+                    "SELECT run_id FROM dag_runs WHERE dag_id = ?1 AND logical_date = ?2
+                     AND state IN ('queued', 'running')",
+                    params![run.dag_id, run.logical_date.to_string()],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(|e| self.sqlite(e))?;
+            if let Some(active) = active {
+                return Err(HistoryError::ActiveRun {
+                    date: run.logical_date,
+                    run_id: active,
+                });
+            }
+            tx.execute(
+                "UPDATE dag_runs SET state = 'queued', end_date = NULL, conf = ?2
+                 WHERE run_id = ?1 AND state = 'failed'",
+                params![run.run_id, merged.to_string()],
             )
             .map_err(|e| self.sqlite(e))?;
-        if active > 0 {
-            return Err(HistoryError::ActiveRun {
-                date: run.logical_date,
-                run_id: run.run_id,
-            });
-        }
-        self.requeue(&run.run_id, &failed, extra_tries)?;
-        self.set_run_state(&run.run_id, RunState::Queued, now)?;
+            self.requeue(tx, &run.run_id, &failed, extra_tries)
+        })?;
         self.find_run(&run.run_id)
     }
 
@@ -748,6 +879,7 @@ impl History {
     /// queuing one of them queues all three.
     fn requeue(
         &self,
+        conn: &rusqlite::Connection,
         run_id: &str,
         tasks: &[TaskId],
         extra_tries: u32,
@@ -762,7 +894,6 @@ impl History {
         again.push(TaskId::Notify);
         again.sort();
         again.dedup();
-        let conn = self.conn();
         for task in again {
             conn.execute(
                 "UPDATE task_instances

@@ -27,6 +27,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use chrono_tz::Tz;
+use futures::FutureExt as _;
 use futures::stream::{FuturesUnordered, StreamExt};
 use serde_json::Value;
 use tokio::sync::Mutex;
@@ -192,6 +193,7 @@ impl Orchestrator {
             sensor: SensorPolicy {
                 poke_interval: Duration::from_secs(serve.poke_interval_secs),
                 timeout: Duration::from_secs(serve.sensor_timeout_secs),
+                max_row_bytes: pipeline.config.max_row_bytes,
             },
             schedules,
             max_active_runs: serve.max_active_runs.max(1),
@@ -241,8 +243,12 @@ impl Orchestrator {
                 });
             }
         };
+        let logical_date = trigger.logical_date.unwrap_or_else(|| self.yesterday(now));
+        // The source holds today's state: extracting it is right for the
+        // latest date only, never over an older date's archived raw files
+        // (unless `conf.extract` says so).
         let extract = match &conf["extract"] {
-            Value::Null => !names_files,
+            Value::Null => !names_files && logical_date >= self.yesterday(now),
             Value::Bool(extract) => *extract,
             _ => {
                 return Err(OrchestratorError::Conf {
@@ -251,49 +257,74 @@ impl Orchestrator {
                 });
             }
         };
-        let logical_date = trigger.logical_date.unwrap_or_else(|| self.yesterday(now));
-        let run_id = trigger.run_id.unwrap_or_else(|| {
-            format!(
-                "manual__{}",
-                now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-            )
-        });
-        let run = self.create(NewRun {
-            run_id,
+        let mut run = NewRun {
+            run_id: String::new(),
             dag_id: self.dag_id.clone(),
             logical_date,
             run_type: RunType::Manual,
             conf,
             extract,
             process_after: None,
-        })?;
+        };
+        let created = match trigger.run_id {
+            Some(run_id) => self.create(NewRun { run_id, ..run })?,
+            None => {
+                // Triggers within the same microsecond get a numbered id.
+                let stamp = now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+                let mut attempt = 1;
+                loop {
+                    run.run_id = match attempt {
+                        1 => format!("manual__{stamp}"),
+                        n => format!("manual__{stamp}__{n}"),
+                    };
+                    match self.create(run.clone()) {
+                        Err(OrchestratorError::History(HistoryError::DuplicateRunId(_)))
+                            if attempt < 1000 =>
+                        {
+                            attempt += 1;
+                        }
+                        result => break result?,
+                    }
+                }
+            }
+        };
         self.wake.notify_one();
-        Ok(run)
+        Ok(created)
     }
 
     /// Adds a run for each date from `from` to `to`, in order, skipping
-    /// dates that already succeeded (unless `force`) or have an active run.
-    /// Backfill runs process the raw files already there unless `extract`.
+    /// dates that already succeeded (unless `force`) or have an active run
+    /// (unless `adopt`: this process holds the executor lock, so an active
+    /// run was left by a process that stopped, and is carried on). Backfill
+    /// runs process the raw files already there unless `extract`; `conf`
+    /// goes into each run's.
     pub fn backfill(
         &self,
-        from: NaiveDate,
-        to: NaiveDate,
+        dates: (NaiveDate, NaiveDate),
         force: bool,
         extract: bool,
+        conf: serde_json::Map<String, Value>,
+        adopt: bool,
     ) -> Result<Vec<BackfillDate>, OrchestratorError> {
-        let mut dates = Vec::new();
+        let (from, to) = dates;
+        let mut planned = Vec::new();
         let now = self.clock.now();
         for date in from.iter_days().take_while(|d| *d <= to) {
             let status = self.history.date_status(&self.dag_id, date)?;
             if status.active {
-                dates.push(BackfillDate::Skipped {
-                    date,
-                    reason: "a run of this date is active".to_string(),
-                });
+                match self.history.active_run(&self.dag_id, date)? {
+                    // Left by a process that stopped (this one holds the
+                    // executor lock): carry it on.
+                    Some(run) if adopt => planned.push(BackfillDate::Queued(run)),
+                    _ => planned.push(BackfillDate::Skipped {
+                        date,
+                        reason: "a run of this date is active".to_string(),
+                    }),
+                }
                 continue;
             }
             if status.succeeded && !force {
-                dates.push(BackfillDate::Skipped {
+                planned.push(BackfillDate::Skipped {
                     date,
                     reason: "already succeeded (--force runs it again)".to_string(),
                 });
@@ -304,21 +335,34 @@ impl Orchestrator {
                 dag_id: self.dag_id.clone(),
                 logical_date: date,
                 run_type: RunType::Backfill,
-                conf: Value::Object(Default::default()),
+                conf: Value::Object(conf.clone()),
                 extract,
                 process_after: None,
             })?;
-            dates.push(BackfillDate::Queued(run));
+            planned.push(BackfillDate::Queued(run));
         }
         self.wake.notify_one();
-        Ok(dates)
+        Ok(planned)
     }
 
-    /// Queues the failed tasks of a failed run again (`runs retry`).
-    pub fn retry(&self, run_id: &str) -> Result<RunRecord, OrchestratorError> {
+    /// Queues the failed tasks of a failed run again (`runs retry`),
+    /// with `conf` added to the run's; with `adopt` (this process holds
+    /// the executor lock), an active run left by a stopped process is
+    /// returned as it is, to be carried on.
+    pub fn retry(
+        &self,
+        run_id: &str,
+        conf: serde_json::Map<String, Value>,
+        adopt: bool,
+    ) -> Result<RunRecord, OrchestratorError> {
+        let found = self.history.find_run(run_id)?;
+        if adopt && matches!(found.state, RunState::Queued | RunState::Running) {
+            // Left by a process that stopped: carry it on as it is.
+            return Ok(found);
+        }
         let run = self
             .history
-            .retry_run(run_id, 1 + self.retries.retries, self.clock.now())?;
+            .retry_run(run_id, 1 + self.retries.retries, &conf)?;
         self.wake.notify_one();
         Ok(run)
     }
@@ -337,48 +381,107 @@ impl Orchestrator {
 
     /// The daemon's loop: creates scheduled runs when due, and executes
     /// queued runs (at most `max_active_runs` at once, oldest first).
-    /// Runs a previous process left `running` are resumed first. Returns
-    /// only on an error of the history.
-    pub async fn run_scheduler(self: Arc<Self>) -> Result<(), OrchestratorError> {
-        let resumed = self
-            .history
-            .resume_interrupted(&self.dag_id, self.clock.now())?;
-        for run_id in &resumed {
-            tracing::warn!("resuming run {run_id}, interrupted when the previous process stopped");
-        }
-        let mut executing: JoinSet<(String, Result<RunState, OrchestratorError>)> = JoinSet::new();
+    /// Runs a previous process left `running` are resumed first. It never
+    /// returns: a history that cannot be read or written (another process
+    /// holding its lock, say) is logged and tried again, and a run whose
+    /// execution panicked is failed with the panic's message.
+    pub async fn run_scheduler(self: Arc<Self>) {
+        let mut executing: JoinSet<(String, RunState)> = JoinSet::new();
         let mut in_flight: HashSet<String> = HashSet::new();
+        let mut resumed = false;
+        let mut failures = 0u32;
         loop {
-            self.schedule_due_runs()?;
-            for run in self.history.active_runs(&self.dag_id)? {
-                if in_flight.len() >= self.max_active_runs {
-                    break;
-                }
-                if in_flight.insert(run.run_id.clone()) {
-                    let me = Arc::clone(&self);
-                    executing.spawn(async move {
-                        let result = me.execute(&run.run_id).await;
-                        (run.run_id, result)
-                    });
-                }
-            }
+            let step = self.start_due_runs(&mut resumed, &mut executing, &mut in_flight);
             let now = self.clock.now();
-            let wait = self
-                .schedules
-                .next_wake(now)
-                .and_then(|next| (next - now).to_std().ok())
-                .map_or(POLL, |until| until.min(POLL));
+            let wait = match step {
+                Ok(()) => {
+                    failures = 0;
+                    self.schedules
+                        .next_wake(now)
+                        .and_then(|next| (next - now).to_std().ok())
+                        .map_or(POLL, |until| until.min(POLL))
+                }
+                Err(e) => {
+                    failures += 1;
+                    if failures == 1 || failures.is_multiple_of(30) {
+                        tracing::warn!("the scheduler will try again: {e}");
+                    }
+                    POLL
+                }
+            };
             tokio::select! {
                 _ = self.wake.notified() => {}
                 _ = self.clock.sleep(wait) => {}
                 Some(done) = executing.join_next() => {
-                    if let Ok((run_id, result)) = done {
+                    if let Ok((run_id, state)) = done {
                         in_flight.remove(&run_id);
-                        match result {
-                            Ok(state) => tracing::info!("run {run_id} ended: {}", state.as_str()),
-                            Err(e) => tracing::error!("run {run_id} stopped: {e}"),
-                        }
+                        tracing::info!("run {run_id} ended: {}", state.as_str());
                     }
+                }
+            }
+        }
+    }
+
+    /// One turn of the daemon's loop: resumes interrupted runs (once),
+    /// creates the scheduled runs due, and starts queued runs.
+    fn start_due_runs(
+        self: &Arc<Self>,
+        resumed: &mut bool,
+        executing: &mut JoinSet<(String, RunState)>,
+        in_flight: &mut HashSet<String>,
+    ) -> Result<(), OrchestratorError> {
+        if !*resumed {
+            for run_id in self
+                .history
+                .resume_interrupted(&self.dag_id, self.clock.now())?
+            {
+                tracing::warn!(
+                    "resuming run {run_id}, interrupted when the previous process stopped"
+                );
+            }
+            *resumed = true;
+        }
+        self.schedule_due_runs()?;
+        for run in self.history.active_runs(&self.dag_id)? {
+            if in_flight.len() >= self.max_active_runs {
+                break;
+            }
+            if in_flight.insert(run.run_id.clone()) {
+                let me = Arc::clone(self);
+                executing.spawn(async move {
+                    let state = me.execute_to_the_end(&run.run_id).await;
+                    (run.run_id, state)
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Executes `run_id` until it ends, whatever happens: a history that is
+    /// busy is waited for, and a panic fails the run with its message.
+    async fn execute_to_the_end(&self, run_id: &str) -> RunState {
+        loop {
+            let attempt = std::panic::AssertUnwindSafe(self.execute(run_id)).catch_unwind();
+            match attempt.await {
+                Ok(Ok(state)) => return state,
+                Ok(Err(e)) => {
+                    tracing::warn!("run {run_id}: {e}; resuming it");
+                    self.clock.sleep(POLL).await;
+                }
+                Err(panic) => {
+                    let reason = format!(
+                        "the orchestrator panicked executing this run: {}",
+                        crate::raw::reader::panic_message(&panic)
+                    );
+                    tracing::error!("run {run_id}: {reason}");
+                    let now = self.clock.now();
+                    return match self.history.end_run(run_id, RunState::Failed, &reason, now) {
+                        Ok(run) => run.state,
+                        Err(e) => {
+                            tracing::error!("run {run_id}: cannot record its failure: {e}");
+                            RunState::Failed
+                        }
+                    };
                 }
             }
         }
@@ -419,14 +522,24 @@ impl Orchestrator {
     pub async fn execute(&self, run_id: &str) -> Result<RunState, OrchestratorError> {
         let run = self.history.find_run(run_id)?;
         self.history.resume(run_id, self.clock.now())?;
-        self.history
-            .set_run_state(run_id, RunState::Running, self.clock.now())?;
+        if !self
+            .history
+            .set_run_state(run_id, RunState::Running, self.clock.now())?
+        {
+            return Ok(self.history.find_run(run_id)?.state);
+        }
         let stage = Mutex::new(Stage::default());
         type Attempt<'a> = Pin<
             Box<dyn Future<Output = (TaskId, u32, Result<tasks::Done, TaskError>)> + Send + 'a>,
         >;
         let mut in_flight: FuturesUnordered<Attempt<'_>> = FuturesUnordered::new();
         loop {
+            // A user who ended the run (`runs cancel`, the API) decided:
+            // what is in flight is dropped, which stops it.
+            let current = self.history.find_run(run_id)?;
+            if !matches!(current.state, RunState::Queued | RunState::Running) {
+                return Ok(current.state);
+            }
             let now = self.clock.now();
             let records = self.history.tasks(run_id)?;
             let states: HashMap<TaskId, TaskState> =
@@ -462,7 +575,13 @@ impl Orchestrator {
                         let try_number = self.history.start_task(run_id, record.task, now)?;
                         let (task, run, stage) = (record.task, &run, &stage);
                         in_flight.push(Box::pin(async move {
-                            (task, try_number, tasks::run(self, run, task, stage).await)
+                            let attempt =
+                                std::panic::AssertUnwindSafe(tasks::run(self, run, task, stage));
+                            let result = attempt
+                                .catch_unwind()
+                                .await
+                                .unwrap_or_else(|panic| Err(TaskError::panicked(task, &panic)));
+                            (task, try_number, result)
                         }));
                     }
                 }
@@ -472,17 +591,15 @@ impl Orchestrator {
             }
             if in_flight.is_empty() {
                 let Some(wake) = next_wake else { break };
-                self.clock
-                    .sleep((wake - now).to_std().unwrap_or_default())
-                    .await;
+                let until = (wake - now).to_std().unwrap_or_default().min(POLL);
+                self.clock.sleep(until).await;
                 continue;
             }
             let wait = async {
                 match next_wake {
                     Some(wake) => {
-                        self.clock
-                            .sleep((wake - now).to_std().unwrap_or_default())
-                            .await
+                        let until = (wake - now).to_std().unwrap_or_default();
+                        self.clock.sleep(until).await
                     }
                     None => std::future::pending().await,
                 }
@@ -492,6 +609,10 @@ impl Orchestrator {
                     self.record(run_id, task, try_number, result)?;
                 }
                 _ = wait => {}
+                // Real time, whatever the injected clock: the attempts in
+                // flight keep running across this wake, which only looks
+                // whether a user ended the run.
+                _ = tokio::time::sleep(POLL) => {}
             }
         }
         let tasks = self.history.tasks(run_id)?;
@@ -500,9 +621,14 @@ impl Orchestrator {
         } else {
             RunState::Failed
         };
-        self.history
-            .set_run_state(run_id, state, self.clock.now())?;
-        Ok(state)
+        if self
+            .history
+            .set_run_state(run_id, state, self.clock.now())?
+        {
+            Ok(state)
+        } else {
+            Ok(self.history.find_run(run_id)?.state)
+        }
     }
 
     /// Records how an attempt ended: success, a retry after the backoff, or
@@ -555,25 +681,44 @@ impl Orchestrator {
         Ok(())
     }
 
+    /// Takes the executor lock of the history when no other process holds
+    /// it. Whoever takes it first recovers the runs a process that held it
+    /// before left behind (killed, or interrupted with Ctrl-C): their
+    /// interrupted attempts are closed and the tasks queued again, so that
+    /// this process (or the daemon) carries them on. `None` when a daemon
+    /// executes the runs.
+    pub fn take_executor(&self) -> Result<Option<lock::ExecutorLock>, OrchestratorError> {
+        match self.try_lock()? {
+            lock::Acquired::Held(lock) => {
+                for run_id in self
+                    .history
+                    .resume_interrupted(&self.dag_id, self.clock.now())?
+                {
+                    tracing::warn!("recovering run {run_id}: the process executing it stopped");
+                }
+                Ok(Some(lock))
+            }
+            lock::Acquired::Busy { holder } => {
+                tracing::info!("the daemon ({holder}) executes the runs; waiting for them");
+                Ok(None)
+            }
+        }
+    }
+
     /// Sees `run_ids` through, in order (`backfill`, `runs retry`): this
-    /// process executes them when it can take the executor lock; when a
-    /// daemon holds it, the daemon executes them and this waits. Calls
-    /// `on_end` as each run ends; returns each final state.
+    /// process executes them when it holds the executor lock
+    /// ([`Orchestrator::take_executor`]); otherwise the daemon executes
+    /// them and this waits. Calls `on_end` as each run ends; returns each
+    /// final state.
     pub async fn see_through(
         &self,
         run_ids: &[String],
+        executor: Option<&lock::ExecutorLock>,
         mut on_end: impl FnMut(&str, RunState),
     ) -> Result<BTreeMap<String, RunState>, OrchestratorError> {
         let mut states = BTreeMap::new();
-        let lock = match self.try_lock()? {
-            lock::Acquired::Held(lock) => Some(lock),
-            lock::Acquired::Busy { holder } => {
-                tracing::info!("the daemon ({holder}) executes the runs; waiting for them");
-                None
-            }
-        };
         for run_id in run_ids {
-            let state = match lock {
+            let state = match executor {
                 Some(_) => self.execute(run_id).await?,
                 None => self.wait_for(run_id).await?,
             };
@@ -581,6 +726,22 @@ impl Orchestrator {
             states.insert(run_id.clone(), state);
         }
         Ok(states)
+    }
+
+    /// Ends an active run as failed (`runs cancel`, the API's PATCH, a
+    /// `backfill` interrupted with Ctrl-C) or as a success (the API's
+    /// PATCH): the process executing it stops it within [`POLL`].
+    pub fn end(
+        &self,
+        run_id: &str,
+        state: RunState,
+        reason: &str,
+    ) -> Result<RunRecord, OrchestratorError> {
+        let run = self
+            .history
+            .end_run(run_id, state, reason, self.clock.now())?;
+        self.wake.notify_one();
+        Ok(run)
     }
 
     /// Waits until another process has finished `run_id`.

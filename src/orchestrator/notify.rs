@@ -78,6 +78,10 @@ pub struct EmailConfig {
     /// Seconds each step of the SMTP conversation may take.
     #[serde(default = "default_email_timeout_secs")]
     pub timeout_secs: u64,
+    /// Log in with `security = "none"` to a server that is not on this
+    /// machine, sending the password in clear. Refused unless set.
+    #[serde(default)]
+    pub allow_plaintext_credentials: bool,
 }
 
 /// How the SMTP connection is encrypted.
@@ -118,6 +122,10 @@ pub struct WebhookConfig {
     /// Seconds the whole request may take.
     #[serde(default = "default_webhook_timeout_secs")]
     pub timeout_secs: u64,
+    /// Send the bearer token to an `http://` URL that is not on this
+    /// machine, in clear. Refused unless set.
+    #[serde(default)]
+    pub allow_plaintext_credentials: bool,
 }
 
 fn default_email_timeout_secs() -> u64 {
@@ -486,6 +494,19 @@ impl EmailChannel {
             ));
         }
         let password = smtp_password(config, env_password)?;
+        if password.is_some()
+            && config.security == SmtpSecurity::None
+            && !config.allow_plaintext_credentials
+            && !is_this_machine(&config.host)
+        {
+            return Err(config_error(
+                "notify.email.security",
+                format!(
+                    "\"none\" would send the SMTP password to {} in clear; use \"starttls\" or \"tls\", or set allow_plaintext_credentials = true in [notify.email] if the network is trusted",
+                    config.host
+                ),
+            ));
+        }
 
         let host = config.host.as_str();
         let mut builder = match config.security {
@@ -616,6 +637,20 @@ impl WebhookChannel {
             (None, Some(file)) => Some(read_secret_file("notify.webhook.bearer_token_file", file)?),
             (None, None) => None,
         };
+        let local = url.host_str().is_some_and(is_this_machine);
+        if token.is_some()
+            && url.scheme() == "http"
+            && !local
+            && !config.allow_plaintext_credentials
+        {
+            return Err(config_error(
+                "notify.webhook.url",
+                format!(
+                    "'{}' is plain http: the bearer token would travel in clear; use https, or set allow_plaintext_credentials = true in [notify.webhook] if the network is trusted",
+                    shown_url(&url)
+                ),
+            ));
+        }
         let authorization = match &token {
             Some(token) => {
                 let mut value =
@@ -695,25 +730,39 @@ impl WebhookChannel {
     }
 }
 
-/// `url` for messages: any password and query string become `***` (a token
-/// often travels in either).
+/// `url` for messages: only its scheme, host and port. Slack, Discord and
+/// Teams put the hook's secret in the path, others in the query or the
+/// user part.
 fn shown_url(url: &Url) -> String {
-    let mut shown = url.clone();
-    if shown.password().is_some() {
-        let _ = shown.set_password(Some("***"));
+    let host = url.host_str().unwrap_or_default();
+    match url.port() {
+        Some(port) => format!("{}://{host}:{port}", url.scheme()),
+        None => format!("{}://{host}", url.scheme()),
     }
-    if shown.query().is_some() {
-        shown.set_query(Some("***"));
-    }
-    shown.to_string()
 }
 
-/// [`shown_url`] for text that is not a valid URL: only up to any `?` or `@`.
+/// [`shown_url`] for text that is not a valid URL: its scheme and host as
+/// far as they can be told, nothing of a path, query or user part.
 fn shown_url_text(url: &str) -> String {
-    match url.find(['?', '@']) {
-        Some(at) => format!("{}***", &url[..at]),
-        None => url.to_string(),
-    }
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority.rsplit('@').next().unwrap_or_default();
+    let shown = if scheme.is_empty() {
+        host.to_string()
+    } else {
+        format!("{scheme}://{host}")
+    };
+    crate::text::excerpt(shown.as_bytes(), crate::text::VALUE_CHARS)
+}
+
+/// Whether `host` is this machine (a loopback name or address): what is
+/// sent there does not cross a network.
+fn is_this_machine(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn parse_mailbox(key: &str, address: &str) -> Result<Mailbox, NotifyError> {
@@ -806,6 +855,7 @@ mod tests {
             to: vec!["ops@example.com".to_string()],
             cc: Vec::new(),
             timeout_secs: 30,
+            allow_plaintext_credentials: false,
         }
     }
 
@@ -814,6 +864,7 @@ mod tests {
             url: "https://hooks.example.com/shelfline".to_string(),
             bearer_token_file: None,
             timeout_secs: 10,
+            allow_plaintext_credentials: false,
         }
     }
 
@@ -1219,7 +1270,45 @@ mod tests {
     #[test]
     fn urls_in_messages_hide_passwords_and_queries() {
         let url = Url::parse("https://bot:pw@hooks.example.com/x?token=abc").unwrap();
-        assert_eq!(shown_url(&url), "https://bot:***@hooks.example.com/x?***");
-        assert_eq!(shown_url_text("hooks?token=abc"), "hooks***");
+        assert_eq!(shown_url(&url), "https://hooks.example.com");
+        let slack = Url::parse("https://hooks.slack.com:8443/services/T0/B0/SeCrEt").unwrap();
+        assert_eq!(shown_url(&slack), "https://hooks.slack.com:8443");
+        assert_eq!(shown_url_text("hooks?token=abc"), "hooks");
+        assert_eq!(
+            shown_url_text("ftp://u:p@host/services/SeCrEt"),
+            "ftp://host"
+        );
+    }
+
+    #[test]
+    fn credentials_in_clear_are_refused_unless_allowed_or_local() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "t0ken").unwrap();
+        let plain = WebhookConfig {
+            url: "http://hooks.example.com/x".to_string(),
+            bearer_token_file: Some(token.clone()),
+            ..webhook_config()
+        };
+        let err = WebhookChannel::new(&plain, None).unwrap_err().to_string();
+        assert!(err.contains("in clear"), "{err}");
+        WebhookChannel::new(
+            &WebhookConfig {
+                allow_plaintext_credentials: true,
+                ..plain.clone()
+            },
+            None,
+        )
+        .unwrap();
+        WebhookChannel::new(
+            &WebhookConfig {
+                url: "http://127.0.0.1:9/x".to_string(),
+                ..plain
+            },
+            None,
+        )
+        .unwrap();
+        assert!(is_this_machine("[::1]") && is_this_machine("LOCALHOST"));
+        assert!(!is_this_machine("10.0.0.1"));
     }
 }

@@ -25,6 +25,8 @@ use super::clock::Clock;
 pub struct SensorPolicy {
     pub poke_interval: Duration,
     pub timeout: Duration,
+    /// The longest CSV row of a raw file (`max_row_bytes`).
+    pub max_row_bytes: usize,
 }
 
 /// Why the sensor gave up.
@@ -56,7 +58,7 @@ pub async fn wait_for_raw(
 ) -> Result<CheckReport, SensorError> {
     let deadline = first_check + chrono::Duration::from_std(policy.timeout).unwrap_or_default();
     loop {
-        let missing = match poke(raw, date, extra).await? {
+        let missing = match poke(raw, date, extra, policy.max_row_bytes).await? {
             Ok(report) => return Ok(report),
             Err(missing) => missing,
         };
@@ -83,6 +85,7 @@ async fn poke(
     raw: &Location,
     date: NaiveDate,
     extra: &[String],
+    max_row_bytes: usize,
 ) -> Result<Result<CheckReport, Vec<String>>, RawError> {
     let mut missing = Vec::new();
     for file in extra {
@@ -97,7 +100,7 @@ async fn poke(
             }
         }
     }
-    match raw::check(raw, date).await {
+    match raw::check(raw, date, max_row_bytes).await {
         Ok(report) if missing.is_empty() => Ok(Ok(report)),
         Ok(_) => Ok(Err(missing)),
         Err(RawError::Missing { missing: set, .. }) => {

@@ -7,9 +7,12 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
+use crate::config::Config;
 use crate::extract;
+use crate::lake::{LakeError, PublishOptions};
 use crate::raw::ManifestEntry;
 use crate::schema::Table;
+use crate::storage::Location;
 use crate::transform::{self, Checked, Staged, TransformError};
 
 use super::Orchestrator;
@@ -44,7 +47,8 @@ pub struct TaskError {
 impl TaskError {
     fn retryable(error: impl std::fmt::Display) -> TaskError {
         TaskError {
-            message: error.to_string(),
+            // What the history keeps, the API serves and e-mails carry.
+            message: crate::text::clip(&error.to_string(), crate::text::MESSAGE_CHARS),
             retryable: true,
             stage_lost: false,
             output: Value::Null,
@@ -56,6 +60,15 @@ impl TaskError {
             retryable: false,
             ..TaskError::retryable(error)
         }
+    }
+
+    /// An attempt that panicked: a bug, or input nothing should let
+    /// through; the same input would panic again, so no retry.
+    pub fn panicked(task: TaskId, panic: &Box<dyn std::any::Any + Send>) -> TaskError {
+        TaskError::fatal(format!(
+            "{task} panicked: {}",
+            crate::raw::reader::panic_message(panic)
+        ))
     }
 
     fn stage_lost(task: TaskId) -> TaskError {
@@ -137,8 +150,8 @@ pub async fn run(
                 .collect();
             let figures = json!({
                 "rows_read": rows_read,
-                "weeks": checked.weeks,
-                "rows_written": checked.rows_written,
+                "weeks": checked.week_count(),
+                "rows_written": checked.rows_written(),
             });
             *stage.lock().await = Stage::Checked(Box::new(checked));
             Ok((figures, Value::Null))
@@ -149,7 +162,11 @@ pub async fn run(
                 return Err(TaskError::stage_lost(task));
             };
             let report = checked
-                .publish(&pipeline.lake, &pipeline.config)
+                .publish(
+                    &pipeline.lake,
+                    &publish_options(&pipeline.config, run),
+                    &run.run_id,
+                )
                 .await
                 .map_err(transform_error)?;
             drop(guard);
@@ -169,12 +186,24 @@ pub async fn run(
     }
 }
 
+/// How a run publishes: as configured, unless its `conf` allows a shrink
+/// (`"allow_shrink": true`) or an older date (`"allow_older": true`), as
+/// `backfill` and `runs retry` set them from their flags.
+pub fn publish_options(config: &Config, run: &RunRecord) -> PublishOptions {
+    let mut options = PublishOptions::from_config(config);
+    options.allow_shrink |= run.conf["allow_shrink"] == Value::Bool(true);
+    options.allow_older |= run.conf["allow_older"] == Value::Bool(true);
+    options
+}
+
 /// Data that breaks a rule gives the same verdict on every attempt: no
 /// retry. Anything else (storage, memory, the lake lock) may pass later.
 fn transform_error(error: TransformError) -> TaskError {
     match error {
         TransformError::Quality { .. }
         | TransformError::Reconciliation { .. }
+        | TransformError::Overflow { .. }
+        | TransformError::Lake(LakeError::Guard(_))
         | TransformError::RawRead(_) => TaskError::fatal(error),
         other => TaskError::retryable(other),
     }
@@ -209,7 +238,7 @@ async fn wait_for_raw(orchestrator: &Orchestrator, run: &RunRecord) -> Result<Do
         .min()
         .unwrap_or_else(|| orchestrator.clock.now());
     let raw = &orchestrator.pipeline.raw;
-    let extra = conf_files(run, &raw.to_string());
+    let extra = conf_files(run, raw);
     let waited = sensor::wait_for_raw(
         orchestrator.clock.as_ref(),
         raw,
@@ -246,10 +275,14 @@ async fn wait_for_raw(orchestrator: &Orchestrator, run: &RunRecord) -> Result<Do
     }
 }
 
-/// The raw files a trigger's `conf.files` names, relative to the raw zone
-/// (`raw`'s URL is stripped from full URLs).
-pub fn conf_files(run: &RunRecord, raw: &str) -> Vec<String> {
-    let prefix = format!("{}/", raw.trim_end_matches('/'));
+/// The raw files a trigger's `conf.files` names, relative to the raw zone:
+/// the raw zone's URL (`file:///data/raw/`, `s3://bucket/raw/`) or, for a
+/// local one, its path (`/data/raw/`) is stripped from full names.
+pub fn conf_files(run: &RunRecord, raw: &Location) -> Vec<String> {
+    let prefixes = [
+        raw.url().as_str().to_string(),
+        format!("{}/", raw.to_string().trim_end_matches('/')),
+    ];
     run.conf["files"]
         .as_array()
         .map(|files| {
@@ -257,7 +290,9 @@ pub fn conf_files(run: &RunRecord, raw: &str) -> Vec<String> {
                 .iter()
                 .filter_map(Value::as_str)
                 .map(|f| {
-                    f.strip_prefix(&prefix)
+                    prefixes
+                        .iter()
+                        .find_map(|prefix| f.strip_prefix(prefix.as_str()))
                         .unwrap_or(f)
                         .trim_start_matches('/')
                         .to_string()

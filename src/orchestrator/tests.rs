@@ -399,3 +399,120 @@ async fn an_interrupted_task_is_resumed_and_the_staged_chain_recomputed() {
             .contains("interrupted")
     );
 }
+
+/// Triggers in the same instant without a run id each get their own id
+/// (they used to collide within a millisecond and answer 409).
+#[test]
+fn triggers_in_the_same_instant_get_distinct_run_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = orchestrator(config(dir.path()), "2026-01-11T03:00:00Z");
+    let mut ids = std::collections::BTreeSet::new();
+    for day in 0..200 {
+        let trigger = super::Trigger {
+            logical_date: Some(golden_date() - chrono::Days::new(day)),
+            ..super::Trigger::default()
+        };
+        ids.insert(o.trigger(trigger).unwrap().run_id);
+    }
+    assert_eq!(ids.len(), 200);
+}
+
+/// A trigger for a past date without `conf.files` processes the archived
+/// raw files instead of extracting today's source over them; yesterday's
+/// (the default) extracts, and `conf.extract` decides when given.
+#[test]
+fn a_trigger_for_a_past_date_does_not_extract_unless_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = orchestrator(config(dir.path()), "2026-01-11T03:00:00Z");
+    let run = |date: &str, conf: serde_json::Value| {
+        let trigger = super::Trigger {
+            logical_date: Some(date.parse().unwrap()),
+            conf,
+            ..super::Trigger::default()
+        };
+        o.trigger(trigger).unwrap().extract
+    };
+    assert!(run("2026-01-10", serde_json::json!({})));
+    assert!(!run("2025-12-01", serde_json::json!({})));
+    assert!(run("2025-11-01", serde_json::json!({"extract": true})));
+}
+
+/// `conf.files` may name files as paths relative to the raw zone, or as
+/// full URLs or paths under it.
+#[test]
+fn conf_files_are_found_by_relative_path_url_or_full_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw_dir = dir.path().join("raw");
+    std::fs::create_dir_all(&raw_dir).unwrap();
+    let raw = Location::parse(&raw_dir.display().to_string(), &Default::default()).unwrap();
+    let root = raw_dir.canonicalize().unwrap();
+    let o = orchestrator(config(dir.path()), "2026-01-11T03:00:00Z");
+    let files = serde_json::json!([
+        "sales/sales_2026-01-10.csv.gz",
+        format!(
+            "file://{}/inventory/inventory_2026-01-10.csv.gz",
+            root.display()
+        ),
+        format!("{}/store/store_2026-01-10.csv.gz", root.display()),
+    ]);
+    let trigger = super::Trigger {
+        logical_date: Some(golden_date()),
+        conf: serde_json::json!({"files": files}),
+        ..super::Trigger::default()
+    };
+    let run = o.trigger(trigger).unwrap();
+    assert_eq!(
+        super::tasks::conf_files(&run, &raw),
+        [
+            "sales/sales_2026-01-10.csv.gz",
+            "inventory/inventory_2026-01-10.csv.gz",
+            "store/store_2026-01-10.csv.gz"
+        ]
+    );
+}
+
+/// A run ended by a user while it waits on its sensor stops within
+/// seconds, and stays ended: the executor's last word does not overwrite
+/// the user's.
+#[tokio::test]
+async fn a_run_ended_by_a_user_stops_waiting_and_stays_ended() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    config.serve.poke_interval_secs = 1;
+    let history_path = config.serve.history.clone();
+    let o = Orchestrator::new(
+        Pipeline::new(config).unwrap(),
+        Arc::new(super::clock::SystemClock),
+    )
+    .unwrap();
+    let run_id = processing_run(&o, golden_date());
+    let cancelled = run_id.clone();
+    // `shelfline runs cancel` from another process, a second in.
+    let cancel = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let history = super::history::History::open(&history_path).unwrap();
+        history
+            .end_run(
+                &cancelled,
+                RunState::Failed,
+                "cancelled by a test",
+                Utc::now(),
+            )
+            .unwrap();
+    });
+    let started = std::time::Instant::now();
+    assert_eq!(o.execute(&run_id).await.unwrap(), RunState::Failed);
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    cancel.await.unwrap();
+    let tasks = o.history.tasks(&run_id).unwrap();
+    let sensor = task(&tasks, TaskId::WaitForRaw);
+    assert_eq!(sensor.state, TaskState::Failed);
+    assert_eq!(sensor.error.as_deref(), Some("cancelled by a test"));
+    assert!(
+        tasks
+            .iter()
+            .all(|t| !matches!(t.state, TaskState::Queued | TaskState::Running)),
+        "{tasks:?}"
+    );
+    assert!(o.end(&run_id, RunState::Success, "again").is_err());
+}

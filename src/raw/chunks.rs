@@ -33,11 +33,29 @@ pub struct Chunker<R> {
     next_line: u64,
     at_end: bool,
     chunk_bytes: usize,
+    max_row: usize,
+    /// A chunk failed: the stream's position is lost, so no further chunk
+    /// comes (several workers share a chunker; the first error is the
+    /// one to report).
+    failed: bool,
+}
+
+/// Why no chunk came.
+#[derive(Debug, thiserror::Error)]
+pub enum ChunkError {
+    #[error("cannot decompress: {0}")]
+    Io(#[from] std::io::Error),
+    /// No newline outside quotes within `max` bytes from the row's start
+    /// (a missing newline, an unclosed quote).
+    #[error("the row starting here is longer than {max} bytes")]
+    RowTooLong { line: u64, max: usize },
 }
 
 impl<R: Read> Chunker<R> {
-    /// Chunks of about `chunk_bytes` of `input`.
-    pub fn new(input: R, chunk_bytes: usize) -> Self {
+    /// Chunks of about `chunk_bytes` of `input`, none of whose rows may be
+    /// longer than `max_row` bytes: memory stays bounded by both, whatever
+    /// the input.
+    pub fn new(input: R, chunk_bytes: usize, max_row: usize) -> Self {
         Chunker {
             input,
             carry: Vec::new(),
@@ -45,25 +63,46 @@ impl<R: Read> Chunker<R> {
             next_line: 1,
             at_end: false,
             chunk_bytes: chunk_bytes.max(1),
+            max_row: max_row.max(1),
+            failed: false,
         }
     }
 
-    /// The next chunk; `None` after the last. The first chunk always comes,
-    /// even for an empty stream, so that its missing header is reported.
-    pub fn next_chunk(&mut self) -> std::io::Result<Option<Chunk>> {
+    /// The line the next chunk starts on.
+    pub fn next_line(&self) -> u64 {
+        self.next_line
+    }
+
+    /// The next chunk; `None` after the last, or after an error. The first
+    /// chunk always comes, even for an empty stream, so that its missing
+    /// header is reported.
+    pub fn next_chunk(&mut self) -> Result<Option<Chunk>, ChunkError> {
+        if self.failed {
+            return Ok(None);
+        }
+        let next = self.cut();
+        self.failed = next.is_err();
+        next
+    }
+
+    fn cut(&mut self) -> Result<Option<Chunk>, ChunkError> {
         let mut bytes = std::mem::take(&mut self.carry);
         let cut = loop {
             if !self.at_end && bytes.len() < self.chunk_bytes {
                 self.fill(&mut bytes)?;
                 continue;
             }
-            if self.at_end {
-                break bytes.len();
+            let end = end_of_last_row(&bytes);
+            // Bytes past the last row end belong to one row, which must
+            // not outgrow the limit however long the input goes on.
+            if bytes.len() - end.unwrap_or(0) > self.max_row {
+                return Err(self.row_too_long(&bytes, end));
             }
-            match end_of_last_row(&bytes) {
-                Some(end) => break end,
+            match (end, self.at_end) {
+                (_, true) => break bytes.len(),
+                (Some(end), false) => break end,
                 // A row longer than a chunk: read on.
-                None => self.fill(&mut bytes)?,
+                (None, false) => self.fill(&mut bytes)?,
             }
         };
         if bytes.is_empty() && self.next_index > 0 {
@@ -78,6 +117,15 @@ impl<R: Read> Chunker<R> {
         self.next_index += 1;
         self.next_line += memchr::memchr_iter(b'\n', &chunk.bytes).count() as u64;
         Ok(Some(chunk))
+    }
+
+    /// The error for the over-long row that starts after `end` in `bytes`.
+    fn row_too_long(&self, bytes: &[u8], end: Option<usize>) -> ChunkError {
+        let before = &bytes[..end.unwrap_or(0)];
+        ChunkError::RowTooLong {
+            line: self.next_line + memchr::memchr_iter(b'\n', before).count() as u64,
+            max: self.max_row,
+        }
     }
 
     /// The input, e.g. to finish a checksum after the last chunk.
@@ -96,6 +144,37 @@ impl<R: Read> Chunker<R> {
         }
         Ok(())
     }
+}
+
+/// The data rows of a CSV stream (its header excluded; empty lines, which
+/// the reader skips, not counted), with rows of at most `max_row` bytes.
+pub fn count_rows(input: impl Read, max_row: usize) -> Result<u64, ChunkError> {
+    let mut chunker = Chunker::new(input, CHUNK_BYTES, max_row);
+    let mut rows = 0u64;
+    while let Some(chunk) = chunker.next_chunk()? {
+        rows += rows_in(&chunk.bytes);
+    }
+    Ok(rows.saturating_sub(1))
+}
+
+/// The non-empty rows of whole rows `bytes` (the last may lack its
+/// newline); `bytes` starts outside quotes.
+fn rows_in(bytes: &[u8]) -> u64 {
+    let mut rows = 0;
+    let mut quoted = false;
+    let mut row_start = 0;
+    for at in memchr2_iter(b'"', b'\n', bytes) {
+        match bytes[at] {
+            b'"' => quoted = !quoted,
+            _ if !quoted => {
+                let row = &bytes[row_start..at];
+                rows += u64::from(!row.is_empty() && row != b"\r");
+                row_start = at + 1;
+            }
+            _ => {}
+        }
+    }
+    rows + u64::from(row_start < bytes.len())
 }
 
 /// The length of the longest prefix of `bytes` that ends with a newline
@@ -122,7 +201,7 @@ mod tests {
     use super::*;
 
     fn chunks(text: &str, size: usize) -> Vec<(usize, u64, String)> {
-        let mut chunker = Chunker::new(text.as_bytes(), size);
+        let mut chunker = Chunker::new(text.as_bytes(), size, 1 << 20);
         let mut out = Vec::new();
         while let Some(c) = chunker.next_chunk().unwrap() {
             out.push((c.index, c.first_line, String::from_utf8(c.bytes).unwrap()));
@@ -159,6 +238,47 @@ mod tests {
                 assert_eq!(t.matches('"').count() % 2, 0, "size {size}: {t:?}");
             }
         }
+    }
+
+    /// No newline, or an unclosed quote, fails once the row passes the
+    /// limit, naming the line it starts on, without reading the rest.
+    #[test]
+    fn a_row_longer_than_the_limit_fails_naming_its_line() {
+        for text in [
+            format!("h\na,1\nb,2\n{}", "x".repeat(1000)),
+            format!("h\na,1\n\"b,2\n{}\nc,3\n", "x\n".repeat(500)),
+        ] {
+            let mut chunker = Chunker::new(text.as_bytes(), 8, 100);
+            let error = loop {
+                match chunker.next_chunk() {
+                    Ok(Some(_)) => continue,
+                    Ok(None) => panic!("no error for {text:?}"),
+                    Err(e) => break e,
+                }
+            };
+            assert!(
+                matches!(error, ChunkError::RowTooLong { line, max: 100 } if line == 4 - u64::from(text.contains('"'))),
+                "{error:?}"
+            );
+        }
+        // An endless input without a newline is not read to its end, and
+        // after the error no chunk comes from the middle of the row (the
+        // other workers of a read share the chunker).
+        let endless = std::io::repeat(b'x');
+        let mut chunker = Chunker::new(endless, 1 << 10, 1 << 12);
+        assert!(matches!(
+            chunker.next_chunk(),
+            Err(ChunkError::RowTooLong { line: 1, .. })
+        ));
+        assert!(chunker.next_chunk().unwrap().is_none());
+    }
+
+    #[test]
+    fn rows_are_counted_outside_quotes_without_the_header() {
+        let text = "h\n\"x\ny\",1\n\n\"\"\"q\"\"\",2\r\nlast,3";
+        assert_eq!(count_rows(text.as_bytes(), 1 << 10).unwrap(), 3);
+        assert_eq!(count_rows("h\n".as_bytes(), 1 << 10).unwrap(), 0);
+        assert_eq!(count_rows("".as_bytes(), 1 << 10).unwrap(), 0);
     }
 
     #[test]

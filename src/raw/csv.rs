@@ -17,6 +17,10 @@ use super::RawError;
 use super::quarantine::{BadRow, Quarantine};
 use crate::batch::{BatchBuilder, Value};
 use crate::schema::{Kind, Table};
+use crate::text::{VALUE_CHARS, excerpt};
+
+/// Characters of a header that does not match shown in its error.
+const HEADER_CHARS: usize = 300;
 
 /// Rows per Arrow batch produced by the reader.
 pub const BATCH_ROWS: usize = 8192;
@@ -149,21 +153,23 @@ impl<R: Read> CsvDecoder<R> {
                 found: "an empty file".to_string(),
             });
         }
-        let found: Vec<String> = self
+        let found: Vec<&[u8]> = self
             .record
             .iter()
             .enumerate()
-            .map(|(i, f)| {
-                let f = if i == 0 { strip_bom(f) } else { f };
-                String::from_utf8_lossy(f).into_owned()
-            })
+            .map(|(i, f)| if i == 0 { strip_bom(f) } else { f })
             .collect();
-        let expected: Vec<&str> = self.table.columns().iter().map(|c| c.name).collect();
+        let expected: Vec<&[u8]> = self
+            .table
+            .columns()
+            .iter()
+            .map(|c| c.name.as_bytes())
+            .collect();
         if found != expected {
             return Err(RawError::Header {
                 file: self.file.clone(),
                 expected: self.expected_header(),
-                found: found.join(","),
+                found: excerpt(&found.join(&b","[..]), HEADER_CHARS),
             });
         }
         Ok(())
@@ -242,7 +248,7 @@ pub(super) fn parse_row<'a>(
             column: column.name,
             message: format!(
                 "'{}' is not a valid {}: {reason}",
-                String::from_utf8_lossy(field),
+                excerpt(field, VALUE_CHARS),
                 column.sql_type
             ),
         })?;
@@ -368,9 +374,16 @@ pub fn days_since_epoch(date: NaiveDate) -> i32 {
     (date - UNIX_EPOCH).num_days() as i32
 }
 
-/// The date of an Arrow Date32 value.
-pub fn date_from_days(days: i32) -> NaiveDate {
-    UNIX_EPOCH + chrono::TimeDelta::days(days.into())
+/// The date of an Arrow Date32 value; `None` beyond the dates chrono
+/// knows (about ±262,000 years), which a Parquet file may still hold.
+pub fn date_from_days(days: i32) -> Option<NaiveDate> {
+    UNIX_EPOCH.checked_add_signed(chrono::TimeDelta::days(days.into()))
+}
+
+/// A Date32 value as text: the date, or the day number when it is beyond
+/// chrono's range.
+pub fn show_days(days: i32) -> String {
+    date_from_days(days).map_or_else(|| format!("day {days} after 1970-01-01"), |d| d.to_string())
 }
 
 fn parse_bool(field: &[u8]) -> Result<bool, String> {
@@ -585,8 +598,9 @@ mod tests {
     #[test]
     fn date32_round_trip() {
         let date = NaiveDate::from_ymd_opt(2026, 1, 10).unwrap();
-        assert_eq!(date_from_days(days_since_epoch(date)), date);
+        assert_eq!(date_from_days(days_since_epoch(date)), Some(date));
         let old = NaiveDate::from_ymd_opt(1960, 3, 1).unwrap();
-        assert_eq!(date_from_days(days_since_epoch(old)), old);
+        assert_eq!(date_from_days(days_since_epoch(old)), Some(old));
+        assert_eq!(date_from_days(2_000_000_000), None);
     }
 }

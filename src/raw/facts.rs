@@ -60,10 +60,16 @@ impl ScanFacts {
 }
 
 impl DateTotals {
-    fn add(&mut self, other: &DateTotals) {
+    /// Adds `other`, the totals of more rows of the same date or week.
+    pub fn add(&mut self, other: &DateTotals) {
         self.rows += other.rows;
         self.sums.resize(other.sums.len().max(self.sums.len()), 0);
         for (total, part) in self.sums.iter_mut().zip(&other.sums) {
+            *total = total.wrapping_add(*part);
+        }
+        self.magnitudes
+            .resize(other.magnitudes.len().max(self.magnitudes.len()), 0.0);
+        for (total, part) in self.magnitudes.iter_mut().zip(&other.magnitudes) {
             *total += part;
         }
     }
@@ -170,12 +176,18 @@ impl KeyOrder {
 }
 
 /// The rows of one date and the sums of the table's reconciled columns.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct DateTotals {
     pub rows: u64,
     /// Sums (scaled integers) of [`Table::reconciled_columns`], in order;
-    /// NULLs count as nothing, as in SQL's SUM.
+    /// NULLs count as nothing, as in SQL's SUM. They wrap around on
+    /// overflow: they are exact whenever the [`DateTotals::magnitudes`]
+    /// stay within the decimal type, which is checked before they are used.
     pub sums: Vec<i128>,
+    /// Sums of the absolute values (scaled, as floating point, so they
+    /// cannot overflow) of [`Table::summed_columns`], in order: no sum of
+    /// any of the date's rows is larger.
+    pub magnitudes: Vec<f64>,
 }
 
 /// Accumulates [`ScanFacts`] over the batches of one file, in file order.
@@ -204,6 +216,7 @@ impl FactsBuilder {
         names.extend(table.daily_key());
         names.extend(table.date_column());
         names.extend(table.reconciled_columns());
+        names.extend(table.summed_columns());
         let mut indices: Vec<usize> = names
             .into_iter()
             .filter_map(|name| table.column_index(name))
@@ -235,12 +248,14 @@ impl FactsBuilder {
             return;
         };
         let dates = column(batch, date_column).as_primitive::<Date32Type>();
-        let sums: Vec<_> = self
-            .table
-            .reconciled_columns()
-            .iter()
-            .map(|name| column(batch, name).as_primitive::<Decimal128Type>())
-            .collect();
+        let decimals = |names: &[&str]| -> Vec<_> {
+            names
+                .iter()
+                .map(|name| column(batch, name).as_primitive::<Decimal128Type>())
+                .collect()
+        };
+        let sums = decimals(self.table.reconciled_columns());
+        let summed = decimals(self.table.summed_columns());
         // Rows come in runs of one date in most files: add up a run, then
         // touch the map once.
         let mut row = 0;
@@ -249,12 +264,18 @@ impl FactsBuilder {
             let mut run = DateTotals {
                 rows: 0,
                 sums: vec![0; sums.len()],
+                magnitudes: vec![0.0; summed.len()],
             };
             while row < batch.num_rows() && dates.is_valid(row).then(|| dates.value(row)) == date {
                 run.rows += 1;
                 for (total, column) in run.sums.iter_mut().zip(&sums) {
                     if column.is_valid(row) {
-                        *total += column.value(row);
+                        *total = total.wrapping_add(column.value(row));
+                    }
+                }
+                for (total, column) in run.magnitudes.iter_mut().zip(&summed) {
+                    if column.is_valid(row) {
+                        *total += column.value(row).unsigned_abs() as f64;
                     }
                 }
                 row += 1;

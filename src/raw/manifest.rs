@@ -10,11 +10,19 @@ use serde::{Deserialize, Serialize};
 
 use datafusion::arrow::datatypes::DataType;
 
-use super::csv::date_from_days;
+use super::csv::show_days;
 use super::facts::{Key, KeyOrder};
 use super::{RawError, RawFile, manifest_path};
 use crate::schema::Table;
 use crate::storage::Location;
+use crate::text::{VALUE_CHARS, excerpt};
+
+/// The largest manifest read: five entries take about 1 KiB.
+const MAX_MANIFEST_BYTES: u64 = 1 << 20;
+/// The longest file path an entry may name.
+const MAX_PATH_BYTES: usize = 1024;
+/// Characters of a parse error shown.
+const REASON_CHARS: usize = 300;
 
 /// `<raw>/_manifests/<D>.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -68,27 +76,62 @@ impl Manifest {
     /// Reads the manifest of `date`, or `None` when there is none.
     pub async fn read(raw: &Location, date: NaiveDate) -> Result<Option<Manifest>, RawError> {
         let path = manifest_path(date);
-        let bytes = match raw.store().get(&path).await {
-            Ok(result) => result.bytes().await,
-            Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(e) => Err(e),
-        }
-        .map_err(|source| RawError::Store {
+        let invalid = |reason: String| RawError::Manifest {
+            file: path.to_string(),
+            reason,
+        };
+        let store_error = |source| RawError::Store {
             file: path.to_string(),
             source,
-        })?;
-        let manifest: Manifest =
-            serde_json::from_slice(&bytes).map_err(|e| RawError::Manifest {
-                file: path.to_string(),
-                reason: e.to_string(),
-            })?;
-        if manifest.date != date {
-            return Err(RawError::Manifest {
-                file: path.to_string(),
-                reason: format!("it is for {}, not {date}", manifest.date),
-            });
+        };
+        let result = match raw.store().get(&path).await {
+            Ok(result) => result,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(store_error(e)),
+        };
+        if result.meta.size > MAX_MANIFEST_BYTES {
+            return Err(invalid(format!(
+                "{} bytes; a manifest is at most {MAX_MANIFEST_BYTES}",
+                result.meta.size
+            )));
         }
+        let bytes = result.bytes().await.map_err(store_error)?;
+        let manifest: Manifest = serde_json::from_slice(&bytes)
+            .map_err(|e| invalid(excerpt(e.to_string().as_bytes(), REASON_CHARS)))?;
+        if manifest.date != date {
+            return Err(invalid(format!("it is for {}, not {date}", manifest.date)));
+        }
+        manifest.validate().map_err(invalid)?;
         Ok(Some(manifest))
+    }
+
+    /// Every entry's values must be what an extractor writes: a short
+    /// file path, a sha256 as 64 hex digits, a window whose start is not
+    /// after its end.
+    fn validate(&self) -> Result<(), String> {
+        for (table, entry) in &self.tables {
+            let table = excerpt(table.as_bytes(), VALUE_CHARS);
+            if entry.file.len() > MAX_PATH_BYTES || entry.file.chars().any(char::is_control) {
+                return Err(format!(
+                    "table {table}: file '{}' is not a raw file path",
+                    excerpt(entry.file.as_bytes(), VALUE_CHARS)
+                ));
+            }
+            if entry.sha256.len() != 64 || !entry.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(format!(
+                    "table {table}: sha256 '{}' is not 64 hexadecimal digits",
+                    excerpt(entry.sha256.as_bytes(), VALUE_CHARS)
+                ));
+            }
+            if let Window::Range { from, to } = entry.window
+                && from > to
+            {
+                return Err(format!(
+                    "table {table}: window from {from} is after its end {to}"
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Writes the manifest; called after every file is in place.
@@ -203,8 +246,7 @@ fn show_key(table: Table, columns: &[&str], key: Key) -> String {
         .zip(key)
         .map(
             |(name, value)| match schema.field_with_name(name).map(|f| f.data_type()) {
-                Ok(DataType::Date32) => i32::try_from(value)
-                    .map_or(value.to_string(), |days| date_from_days(days).to_string()),
+                Ok(DataType::Date32) => i32::try_from(value).map_or(value.to_string(), show_days),
                 _ => value.to_string(),
             },
         )
@@ -215,6 +257,50 @@ fn show_key(table: Table, columns: &[&str], key: Key) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A manifest another producer wrote is checked before it is used: a
+    /// window that ends before it starts, a checksum that is not one.
+    #[tokio::test]
+    async fn implausible_entries_are_refused_with_short_messages() {
+        let raw = Location::parse("memory://manifest-checks", &Default::default()).unwrap();
+        let date: NaiveDate = "2026-01-10".parse().unwrap();
+        let write = |entry: serde_json::Value| {
+            let manifest = serde_json::json!({"date": "2026-01-10", "tables": {"sales": entry}});
+            let raw = raw.clone();
+            async move {
+                raw.store()
+                    .put(
+                        &manifest_path(date),
+                        manifest.to_string().into_bytes().into(),
+                    )
+                    .await
+                    .unwrap();
+            }
+        };
+        let entry = |window: serde_json::Value, sha: &str| {
+            serde_json::json!({"file": "sales/sales_2026-01-10.csv.gz", "rows": 1, "bytes": 1,
+                "sha256": sha, "window": window})
+        };
+        let good = "ab".repeat(32);
+        write(entry(
+            serde_json::json!({"from": "2026-01-10", "to": "2026-01-04"}),
+            &good,
+        ))
+        .await;
+        let err = Manifest::read(&raw, date).await.unwrap_err().to_string();
+        assert!(
+            err.contains("window from 2026-01-10 is after its end 2026-01-04"),
+            "{err}"
+        );
+        write(entry(serde_json::json!("full"), &"z".repeat(100_000))).await;
+        let err = Manifest::read(&raw, date).await.unwrap_err().to_string();
+        assert!(
+            err.contains("is not 64 hexadecimal digits") && err.len() < 300,
+            "{err}"
+        );
+        write(entry(serde_json::json!("full"), &good)).await;
+        assert!(Manifest::read(&raw, date).await.unwrap().is_some());
+    }
 
     #[test]
     fn window_spells_full_or_a_range() {

@@ -171,6 +171,19 @@ pub enum RawError {
     },
     #[error("manifest {file}: {reason}")]
     Manifest { file: String, reason: String },
+    #[error(
+        "{file}, line {line}: the row starting there is longer than {max} bytes (max_row_bytes): a missing newline or an unclosed quote? Fix the file, or raise max_row_bytes if rows really are that long"
+    )]
+    RowTooLong { file: String, line: u64, max: usize },
+    #[error("{file}, row group {group}, column {column}: {problem}")]
+    ParquetValue {
+        file: String,
+        group: usize,
+        column: &'static str,
+        problem: String,
+    },
+    #[error("{file}: the decoder failed ({message}); the file is damaged: extract the date again")]
+    Damaged { file: String, message: String },
 }
 
 fn budget_note(budget: u64) -> String {
@@ -293,16 +306,128 @@ impl fmt::Display for CheckReport {
 }
 
 /// Checks that the raw set of `date` is complete, and when a manifest exists,
-/// that every file has the manifest's size and sha256.
-pub async fn check(raw: &Location, date: NaiveDate) -> Result<CheckReport, RawError> {
+/// that every file has the manifest's size, sha256 and rows (rows no longer
+/// than `max_row_bytes`). The files are verified in parallel.
+pub async fn check(
+    raw: &Location,
+    date: NaiveDate,
+    max_row_bytes: usize,
+) -> Result<CheckReport, RawError> {
     let set = RawSet::locate(raw, date).await?;
-    for file in set.files.values() {
-        if let Some(entry) = set.manifest_entry(file.table) {
-            let (sha256, bytes) = hash_object(raw, &file.path).await?;
-            entry.check_digest(file.path.as_ref(), &sha256, bytes)?;
-        }
-    }
+    let checks = set.files.values().filter_map(|file| {
+        let entry = set.manifest_entry(file.table)?.clone();
+        Some(verify(raw.clone(), file.clone(), entry, max_row_bytes))
+    });
+    futures::future::try_join_all(checks).await?;
     Ok(CheckReport { set })
+}
+
+/// Verifies one file against its manifest entry: bytes and sha256 first
+/// (so a changed file is named as such), then rows.
+async fn verify(
+    raw: Location,
+    file: RawFile,
+    entry: ManifestEntry,
+    max_row_bytes: usize,
+) -> Result<(), RawError> {
+    let name = file.path.to_string();
+    let (sha256, bytes, rows) = match file.format {
+        RawFormat::CsvGz => {
+            let (raw, file) = (raw.clone(), file.clone());
+            tokio::task::spawn_blocking(move || csv_digest_and_rows(&raw, &file, max_row_bytes))
+                .await
+                .map_err(|e| RawError::Damaged {
+                    file: name.clone(),
+                    message: e.to_string(),
+                })??
+        }
+        RawFormat::Parquet => {
+            let (sha256, bytes) = hash_object(&raw, &file.path).await?;
+            (sha256, bytes, parquet_rows(&raw, &file).await)
+        }
+    };
+    entry.check_digest(&name, &sha256, bytes)?;
+    entry.check_rows(rows?)
+}
+
+/// A file's sha256 and size, and its rows or why they could not be
+/// counted (a file that is not what its manifest says fails on the
+/// checksum first).
+type FileDigest = (String, u64, Result<u64, RawError>);
+
+/// Reads a csv.gz file once: its compressed bytes hashed, its rows counted.
+fn csv_digest_and_rows(
+    raw: &Location,
+    file: &RawFile,
+    max_row_bytes: usize,
+) -> Result<FileDigest, RawError> {
+    let name = file.path.to_string();
+    let input = reader::HashingReader::new(reader::open_sync(raw, file)?);
+    let mut gzip = flate2::read::MultiGzDecoder::new(std::io::BufReader::new(input));
+    let rows = chunks::count_rows(&mut gzip, max_row_bytes).map_err(|e| match e {
+        chunks::ChunkError::RowTooLong { line, max } => RawError::RowTooLong {
+            file: name.clone(),
+            line,
+            max,
+        },
+        chunks::ChunkError::Io(source) => RawError::Csv {
+            file: name.clone(),
+            line: 0,
+            message: format!("cannot decompress: {source}"),
+        },
+    });
+    // Whatever stopped the count, the rest of the file is still hashed.
+    let mut input = gzip.into_inner().into_inner();
+    std::io::copy(&mut input, &mut std::io::sink()).map_err(|source| RawError::Io {
+        file: name.clone(),
+        source,
+    })?;
+    let (sha256, bytes) = input.finish();
+    Ok((sha256, bytes, rows))
+}
+
+/// The rows a Parquet file's footer declares, read with two ranged reads.
+async fn parquet_rows(raw: &Location, file: &RawFile) -> Result<u64, RawError> {
+    use datafusion::parquet::errors::ParquetError;
+    use datafusion::parquet::file::metadata::ParquetMetaDataReader;
+    let name = file.path.to_string();
+    let store_error = |source| RawError::Store {
+        file: name.clone(),
+        source,
+    };
+    let not_parquet = |reason: String| RawError::Parquet {
+        file: name.clone(),
+        source: ParquetError::General(reason),
+    };
+    let size = file.bytes;
+    if size < 8 {
+        return Err(not_parquet(format!("{size} bytes, too short for a footer")));
+    }
+    let tail = raw
+        .store()
+        .get_range(&file.path, size - 8..size)
+        .await
+        .map_err(store_error)?;
+    if tail[4..] != *b"PAR1" {
+        return Err(not_parquet("no Parquet footer at its end".to_string()));
+    }
+    let length = u64::from(u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]));
+    if length > size - 8 {
+        return Err(not_parquet(format!(
+            "a footer of {length} bytes in a file of {size}"
+        )));
+    }
+    let footer = raw
+        .store()
+        .get_range(&file.path, size - 8 - length..size - 8)
+        .await
+        .map_err(store_error)?;
+    let metadata =
+        ParquetMetaDataReader::decode_metadata(&footer).map_err(|source| RawError::Parquet {
+            file: name.clone(),
+            source,
+        })?;
+    Ok(u64::try_from(metadata.file_metadata().num_rows()).unwrap_or(0))
 }
 
 /// The sha256 (hex) and size of an object, read as a stream.

@@ -40,7 +40,7 @@ use futures::TryStreamExt;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc::Sender;
 
-use super::chunks::{CHUNK_BYTES, Chunk, Chunker};
+use super::chunks::{CHUNK_BYTES, Chunk, ChunkError, Chunker};
 use super::csv::CsvDecoder;
 use super::facts::{FactsBuilder, ScanFacts};
 use super::plain::{PlainDecoder, is_plain};
@@ -63,6 +63,8 @@ pub struct RawSource {
     /// The manifest entry, when there is a manifest.
     pub entry: Option<ManifestEntry>,
     pub quarantine: Arc<Quarantine>,
+    /// The longest CSV row read (`max_row_bytes`).
+    pub max_row_bytes: usize,
     /// Set by the first complete read, which validated every field.
     facts: Arc<OnceLock<ScanFacts>>,
 }
@@ -80,8 +82,15 @@ impl RawSource {
             file,
             entry,
             quarantine,
+            max_row_bytes: crate::config::Config::default().max_row_bytes,
             facts: Arc::default(),
         }
+    }
+
+    /// The same file, read with rows of at most `max_row_bytes`.
+    pub fn with_max_row_bytes(mut self, max_row_bytes: usize) -> Self {
+        self.max_row_bytes = max_row_bytes;
+        self
     }
 
     /// Whether the manifest says the rows are in [`Table::daily_key`] order
@@ -211,12 +220,21 @@ impl Scan {
                     Arc::clone(&scan.schema),
                 );
                 let first_worker = partition == 0 && worker == 0;
-                let completed = match scan.source.file.format {
+                // A decoder that panics on a damaged file (arrow-rs and
+                // parquet-rs have) fails the read like any bad file; the
+                // worker still finishes, so the others do not wait for it.
+                let decode = std::panic::AssertUnwindSafe(|| match scan.source.file.format {
                     RawFormat::CsvGz => scan.parse_chunks(partition, &mut pass, &tx),
                     RawFormat::Parquet => {
                         scan.decode_row_groups(partition, first_worker, &mut pass, &tx)
                     }
-                };
+                });
+                let completed = std::panic::catch_unwind(decode).unwrap_or_else(|panic| {
+                    Err(RawError::Damaged {
+                        file: scan.source.file.path.to_string(),
+                        message: crate::text::clip(&panic_message(&panic), 200),
+                    })
+                });
                 engine_error(scan.finish(completed, &pass))
             });
         }
@@ -371,8 +389,11 @@ impl Scan {
             file: name.clone(),
             source,
         };
-        let metadata = ArrowReaderMetadata::load(&open()?, ArrowReaderOptions::default())
-            .map_err(parquet_error)?;
+        // The Arrow schema a writer may embed is not read: the contract's
+        // types are checked against the Parquet schema itself, and decoding
+        // a damaged embedded schema can panic.
+        let options = ArrowReaderOptions::new().with_skip_arrow_metadata(true);
+        let metadata = ArrowReaderMetadata::load(&open()?, options).map_err(parquet_error)?;
         check_parquet_schema(self.source.file.table, &pass.file, metadata.schema())?;
         let mask = ProjectionMask::roots(metadata.parquet_schema(), pass.decoded.iter().copied());
         let groups = metadata.metadata().num_row_groups();
@@ -391,6 +412,7 @@ impl Scan {
                     file: name.clone(),
                     source,
                 })?;
+                check_parquet_values(self.source.file.table, &name, group, &batch)?;
                 rows += batch.num_rows() as u64;
                 if !delivery.send(pass.output(batch)?) {
                     return Ok(false);
@@ -428,13 +450,20 @@ impl Scan {
             empty => {
                 let input = HashingReader::new(open_sync(&self.source.raw, file)?);
                 let gzip = MultiGzDecoder::new(BufReader::with_capacity(1 << 20, input));
-                empty.insert(Chunker::new(gzip, CHUNK_BYTES))
+                empty.insert(Chunker::new(gzip, CHUNK_BYTES, self.source.max_row_bytes))
             }
         };
-        let chunk = chunker.next_chunk().map_err(|e| RawError::Csv {
-            file: file.path.to_string(),
-            line: 0,
-            message: format!("cannot decompress: {e}"),
+        let chunk = chunker.next_chunk().map_err(|e| match e {
+            ChunkError::RowTooLong { line, max } => RawError::RowTooLong {
+                file: file.path.to_string(),
+                line,
+                max,
+            },
+            ChunkError::Io(source) => RawError::Csv {
+                file: file.path.to_string(),
+                line: 0,
+                message: format!("cannot decompress: {source}"),
+            },
         })?;
         Ok(chunk.map(|chunk| (chunk, shared.hand_out(partition))))
     }
@@ -641,7 +670,7 @@ fn engine_error(result: Result<(), RawError>) -> datafusion::error::Result<()> {
 
 /// A blocking reader of the object: the file itself for a local raw zone,
 /// otherwise the object store's byte stream bridged to `Read`.
-fn open_sync(raw: &Location, file: &RawFile) -> Result<Box<dyn Read + Send>, RawError> {
+pub(super) fn open_sync(raw: &Location, file: &RawFile) -> Result<Box<dyn Read + Send>, RawError> {
     if let Some(dir) = raw.local_dir() {
         let path = dir.join(file.path.as_ref());
         let handle = std::fs::File::open(&path).map_err(|source| RawError::Io {
@@ -677,6 +706,73 @@ fn fetch(raw: &Location, file: &RawFile) -> Result<bytes::Bytes, RawError> {
             source,
         })
 }
+
+/// The text of a caught panic's payload.
+pub fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string())
+}
+
+/// The values a Parquet type can hold but the contract's cannot: a DATE
+/// outside years 1 to 9999 (the CSV form's four digits), a DECIMAL beyond
+/// its precision.
+fn check_parquet_values(
+    table: Table,
+    file: &str,
+    group: usize,
+    batch: &RecordBatch,
+) -> Result<(), RawError> {
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::{Date32Type, Decimal128Type, DecimalType as _};
+    let dates = crate::raw::csv::days_since_epoch(FIRST_DATE)
+        ..=crate::raw::csv::days_since_epoch(LAST_DATE);
+    for (field, array) in batch.schema().fields().iter().zip(batch.columns()) {
+        let Some(column) = table.columns().iter().find(|c| c.name == field.name()) else {
+            continue;
+        };
+        let bad = |problem: String| RawError::ParquetValue {
+            file: file.to_string(),
+            group,
+            column: column.name,
+            problem,
+        };
+        match column.kind {
+            crate::schema::Kind::Date => {
+                let values = array.as_primitive::<Date32Type>();
+                if let Some(day) = values.iter().flatten().find(|d| !dates.contains(d)) {
+                    return Err(bad(format!(
+                        "{} is not a DATE from {FIRST_DATE} to {LAST_DATE}",
+                        crate::raw::csv::show_days(day)
+                    )));
+                }
+            }
+            crate::schema::Kind::Decimal(precision, scale) => {
+                let values = array.as_primitive::<Decimal128Type>();
+                let limit = 10i128.pow(u32::from(precision));
+                if let Some(value) = values
+                    .iter()
+                    .flatten()
+                    .find(|v| v.unsigned_abs() >= limit.unsigned_abs())
+                {
+                    return Err(bad(format!(
+                        "{} has more digits than DECIMAL({precision},{scale}) holds",
+                        Decimal128Type::format_decimal(value, precision, scale)
+                    )));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The range of a DATE in the raw zone.
+const FIRST_DATE: chrono::NaiveDate = chrono::NaiveDate::from_ymd_opt(1, 1, 1).expect("valid date");
+const LAST_DATE: chrono::NaiveDate =
+    chrono::NaiveDate::from_ymd_opt(9999, 12, 31).expect("valid date");
 
 /// Lists every column whose name or type differs from the contract.
 fn check_parquet_schema(
@@ -717,14 +813,14 @@ fn check_parquet_schema(
 }
 
 /// Passes bytes through while computing their sha256 and count.
-struct HashingReader<R> {
+pub(super) struct HashingReader<R> {
     inner: R,
     hasher: Sha256,
     bytes: u64,
 }
 
 impl<R: Read> HashingReader<R> {
-    fn new(inner: R) -> Self {
+    pub(super) fn new(inner: R) -> Self {
         HashingReader {
             inner,
             hasher: Sha256::new(),
@@ -733,7 +829,7 @@ impl<R: Read> HashingReader<R> {
     }
 
     /// The hex sha256 and the size of everything read.
-    fn finish(self) -> (String, u64) {
+    pub(super) fn finish(self) -> (String, u64) {
         (hex::encode(self.hasher.finalize()), self.bytes)
     }
 }

@@ -96,14 +96,18 @@ impl Credentials {
 
     /// Whether an `Authorization` header value carries accepted credentials.
     fn accepts(&self, authorization: &str) -> bool {
-        if let (Some(given), Some(token)) = (authorization.strip_prefix("Bearer "), &self.token) {
+        // The scheme is case-insensitive (RFC 7235).
+        let Some((scheme, given)) = authorization.trim_start().split_once(' ') else {
+            return false;
+        };
+        if let (true, Some(token)) = (scheme.eq_ignore_ascii_case("bearer"), &self.token) {
             return constant_time_eq(given.trim().as_bytes(), token.as_bytes());
         }
-        let (Some(encoded), Some((user, password))) =
-            (authorization.strip_prefix("Basic "), &self.basic)
+        let (true, Some((user, password))) = (scheme.eq_ignore_ascii_case("basic"), &self.basic)
         else {
             return false;
         };
+        let encoded = given;
         let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else {
             return false;
         };
@@ -188,6 +192,9 @@ mod tests {
         assert!(!credentials.accepts(&basic_header("airflow", "s3cre")));
         assert!(!credentials.accepts(&basic_header("other", "s3cret")));
         assert!(!credentials.accepts("Bearer s3cret"));
+        let encoded = base64::engine::general_purpose::STANDARD.encode("airflow:s3cret");
+        assert!(credentials.accepts(&format!("basic {encoded}")));
+        assert!(credentials.accepts(&format!("BASIC {encoded}")));
         assert!(!credentials.accepts("Basic not-base64!"));
         assert!(!Credentials::default().accepts(&basic_header("", "")));
     }

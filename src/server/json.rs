@@ -7,7 +7,9 @@ use serde_json::{Map, Value, json};
 
 use super::ApiError;
 use crate::orchestrator::Trigger;
+use crate::orchestrator::dag::RunState;
 use crate::orchestrator::history::{RunRecord, RunType, TaskRecord};
+use crate::text::{VALUE_CHARS, excerpt};
 
 /// Fields of Airflow's DAGRun that a trigger may send; others are refused.
 const TRIGGER_FIELDS: [&str; 7] = [
@@ -20,13 +22,35 @@ const TRIGGER_FIELDS: [&str; 7] = [
     "data_interval_end",
 ];
 
+/// Parses the body of `PATCH dagRuns/{id}`: `{"state": "failed" |
+/// "success" | "queued"}`.
+pub fn run_state_change(body: &[u8]) -> Result<RunState, ApiError> {
+    let parsed: Value = serde_json::from_slice(body).map_err(|_| {
+        ApiError::field(
+            "body",
+            "the body is not a JSON object like {\"state\": \"failed\"}",
+        )
+    })?;
+    match parsed.get("state").and_then(Value::as_str) {
+        Some("failed") => Ok(RunState::Failed),
+        Some("success") => Ok(RunState::Success),
+        Some("queued") => Ok(RunState::Queued),
+        _ => Err(ApiError::field(
+            "state",
+            "state must be \"failed\", \"success\" or \"queued\"",
+        )),
+    }
+}
+
 /// Parses the body of `POST dagRuns`.
 pub fn trigger(body: &[u8], tz: Tz) -> Result<Trigger, ApiError> {
     let body: Value = if body.iter().all(u8::is_ascii_whitespace) {
         Value::Object(Map::new())
     } else {
-        serde_json::from_slice(body)
-            .map_err(|e| ApiError::field("body", format!("the body is not valid JSON: {e}")))?
+        serde_json::from_slice(body).map_err(|e| {
+            let reason = excerpt(e.to_string().as_bytes(), 200);
+            ApiError::field("body", format!("the body is not valid JSON: {reason}"))
+        })?
     };
     let Value::Object(fields) = body else {
         return Err(ApiError::field("body", "the body must be a JSON object"));
@@ -38,7 +62,8 @@ pub fn trigger(body: &[u8], tz: Tz) -> Result<Trigger, ApiError> {
         return Err(ApiError::field(
             "body",
             format!(
-                "unknown field {unknown:?} (fields: {})",
+                "unknown field \"{}\" (fields: {})",
+                excerpt(unknown.as_bytes(), VALUE_CHARS),
                 TRIGGER_FIELDS.join(", ")
             ),
         ));
@@ -58,7 +83,10 @@ pub fn trigger(body: &[u8], tz: Tz) -> Result<Trigger, ApiError> {
         Some(Value::String(text)) => Some(parse_date(text, tz).ok_or_else(|| {
             ApiError::field(
                 "logical_date",
-                format!("logical_date {text:?} is not a date (2025-01-07) or an ISO 8601 time (2025-01-07T00:00:00+00:00)"),
+                format!(
+                    "logical_date \"{}\" is not a date (2025-01-07) or an ISO 8601 time (2025-01-07T00:00:00+00:00)",
+                    excerpt(text.as_bytes(), VALUE_CHARS)
+                ),
             )
         })?),
         Some(_) => return Err(ApiError::field("logical_date", "logical_date must be a string")),

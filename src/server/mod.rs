@@ -5,8 +5,15 @@
 //! - `POST /api/v1/dags/{dag_id}/dagRuns` `{"dag_run_id"?, "logical_date"?, "conf"?}`
 //! - `GET  /api/v1/dags/{dag_id}/dagRuns[?state=&limit=&offset=]`
 //! - `GET  /api/v1/dags/{dag_id}/dagRuns/{dag_run_id}`
+//! - `PATCH /api/v1/dags/{dag_id}/dagRuns/{dag_run_id}` `{"state": "failed" | "success" | "queued"}`
 //! - `GET  /api/v1/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances`
 //! - `GET  /health` (no authentication), `GET /metrics` (Prometheus text)
+//!
+//! The server holds at most [`MAX_CONNECTIONS`] connections, and closes
+//! one whose client does not send a request's headers within
+//! [`HEADER_TIMEOUT`] (an idle keep-alive connection included), so idle
+//! or half-sent requests cannot starve it. When the run history is locked
+//! by another process, the API answers 503 instead of waiting.
 //!
 //! Every endpoint but `/health` needs HTTP basic credentials or a bearer
 //! token from `[serve.auth]`; with none configured they all answer 401, and
@@ -19,6 +26,7 @@ mod json;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -107,11 +115,28 @@ impl From<OrchestratorError> for ApiError {
 impl From<HistoryError> for ApiError {
     fn from(error: HistoryError) -> ApiError {
         let status = match error {
-            HistoryError::DuplicateRunId(_) | HistoryError::ActiveRun { .. } => {
-                StatusCode::CONFLICT
-            }
+            HistoryError::DuplicateRunId(_)
+            | HistoryError::ActiveRun { .. }
+            | HistoryError::Ended { .. }
+            | HistoryError::NotRetryable { .. } => StatusCode::CONFLICT,
             HistoryError::NoSuchRun(_) => StatusCode::NOT_FOUND,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
+            HistoryError::Busy { .. } => {
+                return ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the run history is locked by another process; try again shortly",
+                );
+            }
+            // The history's own problems stay in the daemon's log: the
+            // client learns no file path.
+            HistoryError::Sqlite { .. }
+            | HistoryError::Folder { .. }
+            | HistoryError::Corrupt { .. } => {
+                tracing::error!("API: {error}");
+                return ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the run history cannot be read; see the daemon's log",
+                );
+            }
         };
         ApiError::new(status, error.to_string())
     }
@@ -139,7 +164,10 @@ pub fn router(orchestrator: Arc<Orchestrator>, credentials: Credentials) -> Rout
             "/api/v1/dags/{dag_id}/dagRuns",
             get(list_runs).post(trigger_run),
         )
-        .route("/api/v1/dags/{dag_id}/dagRuns/{run_id}", get(get_run))
+        .route(
+            "/api/v1/dags/{dag_id}/dagRuns/{run_id}",
+            get(get_run).patch(patch_run),
+        )
         .route(
             "/api/v1/dags/{dag_id}/dagRuns/{run_id}/taskInstances",
             get(task_instances),
@@ -154,6 +182,69 @@ pub fn router(orchestrator: Arc<Orchestrator>, credentials: Credentials) -> Rout
         .merge(protected)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .with_state(api)
+}
+
+/// Connections served at once; more wait to be accepted.
+pub const MAX_CONNECTIONS: usize = 4096;
+/// How long a client may take to send a request's headers, and how long
+/// an idle keep-alive connection stays open.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest a connection lives (a request trickling its body).
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(300);
+
+/// Serves `app` on `listener` until an accept fails for good, with the
+/// limits of the module documentation.
+pub async fn serve(listener: tokio::net::TcpListener, app: Router) -> std::io::Result<()> {
+    let limit = MAX_CONNECTIONS.min(raise_open_file_limit().saturating_sub(64).max(16));
+    let permits = Arc::new(tokio::sync::Semaphore::new(limit));
+    loop {
+        let permit = Arc::clone(&permits)
+            .acquire_owned()
+            .await
+            .map_err(std::io::Error::other)?;
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors, say: wait for connections to end.
+                tracing::warn!("API: cannot accept a connection: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT);
+            let connection = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(CONNECTION_LIFETIME, connection).await;
+        });
+    }
+}
+
+/// Raises this process's soft limit of open files to its hard limit (the
+/// usual soft limit, 1024, is below [`MAX_CONNECTIONS`]); returns the
+/// limit in force.
+fn raise_open_file_limit() -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit read and write the struct we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 1024;
+        }
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+            limit = raised;
+        }
+    }
+    usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX)
 }
 
 /// Binds `bind` (refusing a non-loopback address without credentials) and
@@ -177,6 +268,19 @@ pub async fn listen(
     Ok((listener, local))
 }
 
+/// Runs `read` on the orchestrator on a blocking thread: a history locked
+/// by another process makes it wait (up to the history's busy timeout)
+/// without holding up the server's other requests.
+async fn blocking<T: Send + 'static>(
+    api: &Api,
+    read: impl FnOnce(&Orchestrator) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let orchestrator = Arc::clone(&api.orchestrator);
+    tokio::task::spawn_blocking(move || read(&orchestrator))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+}
+
 fn check_dag(api: &Api, dag_id: &str) -> Result<(), ApiError> {
     if dag_id == api.orchestrator.dag_id {
         Ok(())
@@ -192,7 +296,9 @@ fn check_dag(api: &Api, dag_id: &str) -> Result<(), ApiError> {
 }
 
 async fn health(State(api): State<Api>) -> Response {
-    match api.orchestrator.history.counts(&api.orchestrator.dag_id) {
+    let dag_id = api.orchestrator.dag_id.clone();
+    let counted = blocking(&api, move |o| Ok(o.history.counts(&dag_id)?)).await;
+    match counted {
         Ok(_) => axum::Json(json!({
             "status": "healthy",
             "metadatabase": {"status": "healthy"},
@@ -203,7 +309,7 @@ async fn health(State(api): State<Api>) -> Response {
             StatusCode::SERVICE_UNAVAILABLE,
             axum::Json(json!({
                 "status": "unhealthy",
-                "metadatabase": {"status": "unhealthy", "detail": e.to_string()},
+                "metadatabase": {"status": "unhealthy", "detail": e.detail},
             })),
         )
             .into_response(),
@@ -217,11 +323,32 @@ async fn trigger_run(
 ) -> Result<Response, ApiError> {
     check_dag(&api, &dag_id)?;
     let trigger = json::trigger(&body, api.orchestrator.timezone())?;
-    let orchestrator = Arc::clone(&api.orchestrator);
-    let run = tokio::task::spawn_blocking(move || orchestrator.trigger(trigger))
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    let run = blocking(&api, move |o| Ok(o.trigger(trigger)?)).await?;
     Ok(axum::Json(json::dag_run(&run, api.orchestrator.timezone())).into_response())
+}
+
+/// `PATCH dagRuns/{id}`: ends a run as failed or a success, or queues a
+/// failed run's failed tasks again, as Airflow's "mark failed", "mark
+/// success" and "clear" do.
+async fn patch_run(
+    State(api): State<Api>,
+    Path((dag_id, run_id)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<axum::Json<Value>, ApiError> {
+    check_dag(&api, &dag_id)?;
+    let state = json::run_state_change(&body)?;
+    let run = blocking(&api, move |o| {
+        Ok(match state {
+            RunState::Queued => o.retry(&run_id, Default::default(), false)?,
+            ended => o.end(
+                &run_id,
+                ended,
+                &format!("marked {} through the API", ended.as_str()),
+            )?,
+        })
+    })
+    .await?;
+    Ok(axum::Json(json::dag_run(&run, api.orchestrator.timezone())))
 }
 
 /// `GET dagRuns` query parameters.
@@ -257,12 +384,14 @@ async fn list_runs(
             format!("order_by {order:?} is not supported (newest first is the order)"),
         ));
     }
-    let (runs, total) = api.orchestrator.history.runs(
-        &dag_id,
-        state,
+    let (limit, offset) = (
         query.limit.unwrap_or(100).min(1000),
         query.offset.unwrap_or(0),
-    )?;
+    );
+    let (runs, total) = blocking(&api, move |o| {
+        Ok(o.history.runs(&dag_id, state, limit, offset)?)
+    })
+    .await?;
     let tz = api.orchestrator.timezone();
     Ok(axum::Json(json!({
         "dag_runs": runs.iter().map(|r| json::dag_run(r, tz)).collect::<Vec<_>>(),
@@ -275,11 +404,12 @@ async fn get_run(
     Path((dag_id, run_id)): Path<(String, String)>,
 ) -> Result<axum::Json<Value>, ApiError> {
     check_dag(&api, &dag_id)?;
-    let run = api
-        .orchestrator
-        .history
-        .run(&run_id)?
-        .ok_or(HistoryError::NoSuchRun(run_id))?;
+    let run = blocking(&api, move |o| {
+        Ok(o.history
+            .run(&run_id)?
+            .ok_or(HistoryError::NoSuchRun(run_id))?)
+    })
+    .await?;
     Ok(axum::Json(json::dag_run(&run, api.orchestrator.timezone())))
 }
 
@@ -288,11 +418,15 @@ async fn task_instances(
     Path((dag_id, run_id)): Path<(String, String)>,
 ) -> Result<axum::Json<Value>, ApiError> {
     check_dag(&api, &dag_id)?;
-    let history = &api.orchestrator.history;
-    let run = history
-        .run(&run_id)?
-        .ok_or(HistoryError::NoSuchRun(run_id))?;
-    let tasks = history.tasks(&run.run_id)?;
+    let (run, tasks) = blocking(&api, move |o| {
+        let run = o
+            .history
+            .run(&run_id)?
+            .ok_or(HistoryError::NoSuchRun(run_id))?;
+        let tasks = o.history.tasks(&run.run_id)?;
+        Ok((run, tasks))
+    })
+    .await?;
     let tz = api.orchestrator.timezone();
     Ok(axum::Json(json!({
         "task_instances": tasks.iter().map(|t| json::task_instance(&run, t, tz)).collect::<Vec<_>>(),
@@ -301,8 +435,14 @@ async fn task_instances(
 }
 
 async fn metrics(State(api): State<Api>) -> Result<Response, ApiError> {
+    let dag = api.orchestrator.dag_id.clone();
+    let ((runs, tasks), latest) = blocking(&api, move |o| {
+        let counts = o.history.counts(&dag)?;
+        let (latest, _) = o.history.runs(&dag, Some(RunState::Success), 1, 0)?;
+        Ok((counts, latest))
+    })
+    .await?;
     let dag_id = &api.orchestrator.dag_id;
-    let (runs, tasks) = api.orchestrator.history.counts(dag_id)?;
     let mut text = String::new();
     text.push_str("# HELP shelfline_dag_runs Runs in the history, by state.\n# TYPE shelfline_dag_runs gauge\n");
     for state in ["queued", "running", "success", "failed"] {
@@ -319,10 +459,6 @@ async fn metrics(State(api): State<Api>) -> Result<Response, ApiError> {
             "shelfline_task_instances{{dag_id=\"{dag_id}\",state=\"{state}\"}} {count}\n"
         ));
     }
-    let (latest, _) = api
-        .orchestrator
-        .history
-        .runs(dag_id, Some(RunState::Success), 1, 0)?;
     if let Some(run) = latest.first() {
         let midnight = run
             .logical_date

@@ -229,21 +229,24 @@ fn decode(part: &str) -> String {
         .unwrap_or_default()
 }
 
-/// `url` with any password replaced by `***`, for messages.
+/// `url` for messages: everything between `://` and the last `@` (the
+/// user and any password) becomes `***`, whether or not the URL parses (a
+/// password with an unencoded `/`, `?` or `#` makes the URL parse as
+/// something else), and a query that names a password is dropped.
 pub fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
+    let mut shown = match (url.find("://"), url.rfind('@')) {
+        (Some(start), Some(at)) if at > start => {
+            format!("{}***{}", &url[..start + 3], &url[at..])
         }
-        Ok(_) => url.to_string(),
-        Err(_) => match (url.find("://"), url.rfind('@')) {
-            (Some(start), Some(at)) if at > start => {
-                format!("{}***{}", &url[..start + 3], &url[at..])
-            }
-            _ => url.to_string(),
-        },
+        _ => url.to_string(),
+    };
+    if let Some(query) = shown.find('?')
+        && shown[query..].to_ascii_lowercase().contains("password")
+    {
+        shown.truncate(query);
+        shown.push_str("?***");
     }
+    crate::text::excerpt(shown.as_bytes(), 200)
 }
 
 #[cfg(test)]
@@ -308,6 +311,9 @@ mod tests {
                 "mysql://etl:pw1@h/retail?timeout=3",
                 "unknown option 'timeout'",
             ),
+            // A password with an unencoded `/` makes `etl:123` host and port.
+            ("mysql://etl:123/pw1@host/db", ""),
+            ("postgres://etl@h/db?password=pw1&x=y", ""),
         ] {
             let err = Endpoint::parse(Dialect::Mysql, url, None, None)
                 .unwrap_err()

@@ -16,7 +16,7 @@ use rusqlite::{Connection, OpenFlags};
 
 use super::SourceError;
 use crate::batch::{BatchBuilder, Value};
-use crate::raw::csv::{date_from_days, days_since_epoch, parse_decimal};
+use crate::raw::csv::{days_since_epoch, parse_decimal, show_days};
 use crate::schema::{Column, Kind, Table};
 
 /// A SQLite database file.
@@ -228,9 +228,7 @@ fn sql_value(array: &dyn Array, kind: Kind, row: usize) -> ToSqlOutput<'_> {
             let scaled = array.as_primitive::<Decimal128Type>().value(row);
             SqlValue::Real(scaled as f64 / 10f64.powi(scale.into()))
         }
-        Kind::Date => {
-            SqlValue::Text(date_from_days(downcast::<Date32Array>(array).value(row)).to_string())
-        }
+        Kind::Date => SqlValue::Text(show_days(downcast::<Date32Array>(array).value(row))),
         Kind::Boolean => SqlValue::Integer(downcast::<BooleanArray>(array).value(row).into()),
         Kind::Utf8 => {
             return ToSqlOutput::Borrowed(ValueRef::Text(

@@ -18,6 +18,7 @@
 mod on_cluster;
 pub mod quality;
 pub mod raw_tables;
+mod scratch;
 mod stock_tables;
 
 use std::collections::{BTreeMap, HashMap};
@@ -37,8 +38,10 @@ use datafusion::physical_plan::display::DisplayableExecutionPlan;
 use datafusion::prelude::SessionContext;
 
 use crate::config::{Config, EngineKind};
-use crate::lake::{FactScope, Lake, LakeError, Publication, PublishReport};
-use crate::raw::facts::ScanFacts;
+use crate::lake::{
+    FactScope, Lake, LakeError, Publication, PublishOptions, PublishReport, WeekRows,
+};
+use crate::raw::facts::{DateTotals, ScanFacts};
 use crate::raw::quarantine::Quarantine;
 use crate::raw::{RawError, RawSet};
 use crate::schema::{self, Table};
@@ -65,14 +68,26 @@ pub enum TransformError {
         violations: Vec<Violation>,
     },
     #[error(
-        "reconciliation failed for {date}; nothing was published: output totals (amt {output_amt}, qty {output_qty}) differ from input totals (amt {input_amt}, qty {input_qty})"
+        "reconciliation failed for {date}; nothing was published: {year} week {week}: output totals (amt {output_amt}, qty {output_qty}) differ from input totals (amt {input_amt}, qty {input_qty})"
     )]
     Reconciliation {
         date: NaiveDate,
+        year: i32,
+        week: i32,
         output_amt: String,
         input_amt: String,
         output_qty: String,
         input_qty: String,
+    },
+    #[error(
+        "sales.{column}: the values of {year} week {week} add up (in magnitude) to about {magnitude:.3e}, more than DECIMAL(38,2) holds, so the weekly totals would overflow; nothing was published for {date}. Check the source's {column} values for that week"
+    )]
+    Overflow {
+        date: NaiveDate,
+        column: &'static str,
+        year: i32,
+        week: i32,
+        magnitude: f64,
     },
     /// A raw file the cluster could not read (stock readers name the line
     /// but not the file).
@@ -157,18 +172,20 @@ pub struct TransformReport {
 }
 
 /// Runs the transform of `date` from `raw` into `lake`: [`compute`], then
-/// [`Staged::check`], then [`Checked::publish`].
+/// [`Staged::check`], then [`Checked::publish`]; `run` names the run in
+/// the lake's commits.
 pub async fn transform(
     config: &Config,
     raw: &Location,
     lake: &Lake,
     date: NaiveDate,
+    run: &str,
 ) -> Result<TransformReport, TransformError> {
     compute(config, raw, date)
         .await?
         .check()
         .await?
-        .publish(lake, config)
+        .publish(lake, &PublishOptions::from_config(config), run)
         .await
 }
 
@@ -186,7 +203,7 @@ pub struct Staged {
     quarantine: Arc<Quarantine>,
     /// The staged output lives here until the publication has re-encoded
     /// it.
-    _scratch: tempfile::TempDir,
+    _scratch: scratch::Scratch,
     timings: Vec<(&'static str, Duration)>,
 }
 
@@ -196,10 +213,8 @@ pub struct Checked {
     staged: Staged,
     /// Rows read per input table.
     pub rows_read: Vec<(Table, u64)>,
-    /// Distinct (yr_num, wk_num) in the output.
-    pub weeks: u64,
-    /// Rows of `weekly_sales_inventory` staged.
-    pub rows_written: u64,
+    /// Rows of `weekly_sales_inventory` staged, per (yr_num, wk_num).
+    pub weeks: WeekRows,
 }
 
 /// Steps 1 and 2: locates the raw set of `date` and computes the weekly
@@ -234,8 +249,8 @@ async fn compute_locally(
         .optimizer
         .repartition_file_scans = false;
     let quarantine = Arc::new(Quarantine::new(config.error_budget));
-    let tables = raw_tables::register(&ctx, raw, &set, &quarantine)?;
-    let scratch = tempfile::tempdir().map_err(TransformError::Scratch)?;
+    let tables = raw_tables::register(&ctx, raw, &set, &quarantine, config.max_row_bytes)?;
+    let scratch = scratch::Scratch::create(&config.scratch_dir).map_err(TransformError::Scratch)?;
     let started = Instant::now();
     tables.load_dimensions(&ctx).await?;
     let partitions = crate::engine::metric_query_partitions(config);
@@ -276,25 +291,35 @@ impl Staged {
             quality::facts_of(&self.facts, Table::Sales)?,
         )
         .await?;
-        let (weeks, rows_written) = count_output(&self.ctx).await?;
+        let weeks = rows_per_week(&self.ctx).await?;
         self.timings.push(("check", started.elapsed()));
         Ok(Checked {
             staged: self,
             rows_read,
             weeks,
-            rows_written,
         })
     }
 }
 
 impl Checked {
-    /// Step 5: publishes the fact and the dimension snapshots in `lake`.
-    /// A failed publication leaves the staged output in place, so it can be
-    /// published again.
+    /// Distinct (yr_num, wk_num) in the output.
+    pub fn week_count(&self) -> u64 {
+        self.weeks.len() as u64
+    }
+
+    /// Rows of `weekly_sales_inventory` staged.
+    pub fn rows_written(&self) -> u64 {
+        self.weeks.values().sum()
+    }
+
+    /// Step 5: publishes the fact and the dimension snapshots in `lake`,
+    /// recording `run` in the commits. A failed publication leaves the
+    /// staged output in place, so it can be published again.
     pub async fn publish(
         &self,
         lake: &Lake,
-        config: &Config,
+        options: &PublishOptions,
+        run: &str,
     ) -> Result<TransformReport, TransformError> {
         let staged = &self.staged;
         let mut timings = staged.timings.clone();
@@ -307,18 +332,20 @@ impl Checked {
         }
         let publication = Publication {
             date: staged.date,
+            run: run.to_string(),
             fact,
-            fact_scope: fact_scope(ctx, &staged.set).await?,
+            fact_scope: fact_scope(&staged.set, &self.weeks),
+            fact_weeks: self.weeks.clone(),
             dimensions,
             quarantine: staged.quarantine.as_ref(),
         };
-        let publish = lake.publish(publication, config).await?;
+        let publish = lake.publish(publication, options).await?;
         timings.push(("publish", started.elapsed()));
         Ok(TransformReport {
             date: staged.date,
             rows_read: self.rows_read.clone(),
-            weeks: self.weeks,
-            rows_written: self.rows_written,
+            weeks: self.week_count(),
+            rows_written: self.rows_written(),
             quarantined: staged.quarantined(),
             publish,
             timings,
@@ -328,32 +355,16 @@ impl Checked {
 
 /// A full snapshot of the facts replaces the whole fact table; a date window
 /// (per the manifest) replaces only the weeks the output holds.
-async fn fact_scope(ctx: &SessionContext, set: &RawSet) -> Result<FactScope, TransformError> {
+fn fact_scope(set: &RawSet, weeks: &WeekRows) -> FactScope {
     let windowed = [Table::Sales, Table::Inventory]
         .into_iter()
         .filter_map(|table| set.manifest_entry(table))
         .any(|entry| entry.window != crate::raw::Window::FULL);
-    if !windowed {
-        return Ok(FactScope::All);
+    if windowed {
+        FactScope::Weeks(weeks.keys().copied().collect())
+    } else {
+        FactScope::All
     }
-    let batches = ctx
-        .sql("SELECT DISTINCT yr_num, wk_num FROM staged_weekly ORDER BY yr_num, wk_num")
-        .await?
-        .collect()
-        .await?;
-    let mut weeks = Vec::new();
-    for batch in &batches {
-        let years = batch.column(0).as_primitive::<Int32Type>();
-        let numbers = batch.column(1).as_primitive::<Int32Type>();
-        weeks.extend(
-            years
-                .values()
-                .iter()
-                .copied()
-                .zip(numbers.values().iter().copied()),
-        );
-    }
-    Ok(FactScope::Weeks(weeks))
 }
 
 /// Computes the weekly fact in `partitions` partitions into files under
@@ -408,70 +419,120 @@ async fn register_staged(
     Ok(())
 }
 
-/// Contract section 4: SUM(total_sales_amt) and SUM(total_sales_qty) over
-/// the output weeks equal the same sums over the input rows of those weeks
-/// (per date, from the scan of the sales file).
+/// The largest magnitude of a DECIMAL(38,2) value, scaled: 10^38.
+const DECIMAL_LIMIT: f64 = 1e38;
+
+/// Contract section 4, week by week: SUM(total_sales_amt) and
+/// SUM(total_sales_qty) of each output week equal the same sums over the
+/// input rows of that week's dates (from the scan of the sales file), and
+/// every input week has output. Before that, each week's sums of magnitudes
+/// (of every column the metric query sums) must stay within DECIMAL(38,2):
+/// then no sum the engine computes over any of the week's rows can
+/// overflow, which a DECIMAL SUM would otherwise do silently, wrapping
+/// around.
 async fn reconcile(
     ctx: &SessionContext,
     date: NaiveDate,
     sales: &ScanFacts,
 ) -> Result<(), TransformError> {
+    let input = input_weeks(ctx, sales).await?;
+    for (&(year, week), totals) in &input {
+        let summed = Table::Sales.summed_columns().iter().zip(&totals.magnitudes);
+        if let Some((column, &magnitude)) = summed.into_iter().find(|(_, m)| **m >= DECIMAL_LIMIT) {
+            return Err(TransformError::Overflow {
+                date,
+                column,
+                year,
+                week,
+                magnitude: magnitude / 100.0,
+            });
+        }
+    }
     let sums = schema::RECONCILED
         .map(|(_, output)| format!("SUM({output})"))
         .join(", ");
-    let output = decimal_sums(ctx, &format!("SELECT {sums} FROM staged_weekly")).await?;
-    let dates = ctx
-        .sql(
-            "SELECT c.cal_dt FROM calendar c
-             JOIN (SELECT DISTINCT yr_num, wk_num FROM staged_weekly) o
-               ON o.yr_num = c.yr_num AND o.wk_num = c.wk_num",
-        )
-        .await?
-        .collect()
-        .await?;
-    let mut input = [0i128; 2];
-    for batch in &dates {
-        for day in batch
-            .column(0)
-            .as_primitive::<Date32Type>()
-            .iter()
-            .flatten()
-        {
-            if let Some(totals) = sales.dates.get(&day) {
-                for (total, sum) in input.iter_mut().zip(&totals.sums) {
-                    *total += sum;
-                }
-            }
+    let output = decimal_sums_per_week(
+        ctx,
+        &format!("SELECT yr_num, wk_num, {sums} FROM staged_weekly GROUP BY yr_num, wk_num"),
+    )
+    .await?;
+    let weeks: std::collections::BTreeSet<&(i32, i32)> =
+        input.keys().chain(output.keys()).collect();
+    for &(year, week) in weeks {
+        let output = output.get(&(year, week)).copied().unwrap_or([0, 0]);
+        let input = input
+            .get(&(year, week))
+            .map_or([0, 0], |totals| [totals.sums[0], totals.sums[1]]);
+        if output != input {
+            return Err(TransformError::Reconciliation {
+                date,
+                year,
+                week,
+                output_amt: money(output[0]),
+                input_amt: money(input[0]),
+                output_qty: money(output[1]),
+                input_qty: money(input[1]),
+            });
         }
-    }
-    if output != input {
-        return Err(TransformError::Reconciliation {
-            date,
-            output_amt: money(output[0]),
-            input_amt: money(input[0]),
-            output_qty: money(output[1]),
-            input_qty: money(input[1]),
-        });
     }
     Ok(())
 }
 
-/// The two DECIMAL sums of `sql`'s single row, as scaled integers (NULL,
-/// i.e. no rows, is 0).
-async fn decimal_sums(ctx: &SessionContext, sql: &str) -> Result<[i128; 2], TransformError> {
-    let batches = ctx.sql(sql).await?.collect().await?;
-    let mut sums = [0; 2];
-    if let Some(batch) = batches.iter().find(|b| b.num_rows() > 0) {
-        for (i, sum) in sums.iter_mut().enumerate() {
-            let column = batch.column(i).as_primitive::<Decimal128Type>();
-            *sum = if column.is_null(0) {
-                0
-            } else {
-                column.value(0)
-            };
+/// The sales facts of each date added up per calendar week.
+async fn input_weeks(
+    ctx: &SessionContext,
+    sales: &ScanFacts,
+) -> Result<BTreeMap<(i32, i32), DateTotals>, TransformError> {
+    let calendar = ctx
+        .sql("SELECT cal_dt, yr_num, wk_num FROM calendar")
+        .await?
+        .collect()
+        .await?;
+    let mut weeks: BTreeMap<(i32, i32), DateTotals> = BTreeMap::new();
+    for batch in &calendar {
+        let days = batch.column(0).as_primitive::<Date32Type>();
+        let years = batch.column(1).as_primitive::<Int32Type>();
+        let numbers = batch.column(2).as_primitive::<Int32Type>();
+        for row in 0..batch.num_rows() {
+            if days.is_null(row) || years.is_null(row) || numbers.is_null(row) {
+                continue;
+            }
+            if let Some(totals) = sales.dates.get(&days.value(row)) {
+                weeks
+                    .entry((years.value(row), numbers.value(row)))
+                    .or_default()
+                    .add(totals);
+            }
         }
     }
-    Ok(sums)
+    Ok(weeks)
+}
+
+/// The two DECIMAL sums of each (yr_num, wk_num) row of `sql`, as scaled
+/// integers (NULL, i.e. no rows, is 0).
+async fn decimal_sums_per_week(
+    ctx: &SessionContext,
+    sql: &str,
+) -> Result<BTreeMap<(i32, i32), [i128; 2]>, TransformError> {
+    let batches = ctx.sql(sql).await?.collect().await?;
+    let mut weeks = BTreeMap::new();
+    for batch in &batches {
+        let years = batch.column(0).as_primitive::<Int32Type>();
+        let numbers = batch.column(1).as_primitive::<Int32Type>();
+        for row in 0..batch.num_rows() {
+            let mut sums = [0; 2];
+            for (i, sum) in sums.iter_mut().enumerate() {
+                let column = batch.column(2 + i).as_primitive::<Decimal128Type>();
+                *sum = if column.is_null(row) {
+                    0
+                } else {
+                    column.value(row)
+                };
+            }
+            weeks.insert((years.value(row), numbers.value(row)), sums);
+        }
+    }
+    Ok(weeks)
 }
 
 /// A DECIMAL(38,2) value as text, e.g. `-12.50`.
@@ -481,18 +542,24 @@ fn money(cents: i128) -> String {
     format!("{sign}{}.{:02}", cents / 100, cents % 100)
 }
 
-async fn count_output(ctx: &SessionContext) -> Result<(u64, u64), TransformError> {
+/// The staged fact's rows per (yr_num, wk_num).
+async fn rows_per_week(ctx: &SessionContext) -> Result<WeekRows, TransformError> {
     let batches = ctx
-        .sql("SELECT count(DISTINCT yr_num * 100 + wk_num), count(*) FROM staged_weekly")
+        .sql("SELECT yr_num, wk_num, count(*) FROM staged_weekly GROUP BY yr_num, wk_num")
         .await?
         .collect()
         .await?;
-    let value = |i: usize| {
-        batches.iter().find(|b| b.num_rows() > 0).map_or(0, |b| {
-            b.column(i).as_primitive::<Int64Type>().value(0) as u64
-        })
-    };
-    Ok((value(0), value(1)))
+    let mut weeks = WeekRows::new();
+    for batch in &batches {
+        let years = batch.column(0).as_primitive::<Int32Type>();
+        let numbers = batch.column(1).as_primitive::<Int32Type>();
+        let rows = batch.column(2).as_primitive::<Int64Type>();
+        for row in 0..batch.num_rows() {
+            let count = u64::try_from(rows.value(row)).unwrap_or(0);
+            weeks.insert((years.value(row), numbers.value(row)), count);
+        }
+    }
+    Ok(weeks)
 }
 
 impl std::fmt::Display for TransformReport {
@@ -542,7 +609,6 @@ impl std::fmt::Display for TransformReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::raw::facts::DateTotals;
 
     /// The reconciliation catches an output whose totals differ from the
     /// input's, e.g. a join that dropped or doubled a day.
@@ -550,8 +616,9 @@ mod tests {
     async fn reconciliation_fails_when_totals_differ() {
         let ctx = SessionContext::new();
         for sql in [
-            "CREATE TABLE calendar AS SELECT DATE '2026-01-05' AS cal_dt, 2026 AS yr_num, 2 AS wk_num",
-            "CREATE TABLE staged_weekly AS SELECT 2026 AS yr_num, 2 AS wk_num,
+            "CREATE TABLE calendar AS SELECT DATE '2026-01-05' AS cal_dt,
+                CAST(2026 AS INT) AS yr_num, CAST(2 AS INT) AS wk_num",
+            "CREATE TABLE staged_weekly AS SELECT CAST(2026 AS INT) AS yr_num, CAST(2 AS INT) AS wk_num,
                 CAST(10.00 AS DECIMAL(38,2)) AS total_sales_amt,
                 CAST(2.00 AS DECIMAL(38,2)) AS total_sales_qty",
         ] {
@@ -562,6 +629,7 @@ mod tests {
         let totals = DateTotals {
             rows: 2,
             sums: vec![1550, 300],
+            magnitudes: vec![300.0, 1550.0, 0.0],
         };
         let sales = ScanFacts {
             dates: [(day, totals)].into(),
@@ -571,19 +639,35 @@ mod tests {
         let message = reconcile(&ctx, date, &sales).await.unwrap_err().to_string();
         assert!(
             message.contains(
-                "output totals (amt 10.00, qty 2.00) differ from input totals (amt 15.50, qty 3.00)"
+                "2026 week 2: output totals (amt 10.00, qty 2.00) differ from input totals (amt 15.50, qty 3.00)"
             ),
             "{message}"
         );
         assert!(message.contains("nothing was published"), "{message}");
 
-        ctx.sql("INSERT INTO staged_weekly VALUES (2026, 2, 5.50, 1.00)")
+        ctx.sql("INSERT INTO staged_weekly VALUES (CAST(2026 AS INT), CAST(2 AS INT), 5.50, 1.00)")
             .await
             .unwrap()
             .collect()
             .await
             .unwrap();
         reconcile(&ctx, date, &sales).await.unwrap();
+
+        // A week whose values add up beyond DECIMAL(38,2) fails before its
+        // (wrapped) sums are compared, naming the column and the week.
+        let huge = DateTotals {
+            magnitudes: vec![300.0, 2e38, 0.0],
+            ..sales.dates[&day].clone()
+        };
+        let sales = ScanFacts {
+            dates: [(day, huge)].into(),
+            ..ScanFacts::default()
+        };
+        let message = reconcile(&ctx, date, &sales).await.unwrap_err().to_string();
+        assert!(
+            message.starts_with("sales.sales_amt: the values of 2026 week 2 add up"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -53,7 +53,7 @@ pub(super) async fn compute(
     stock_tables::register(&cluster, raw, &set).await?;
     let started = Instant::now();
     let (facts, _) = futures::try_join!(stock_tables::gather_facts(&cluster, &set), async {
-        raw::check(raw, set.date)
+        raw::check(raw, set.date, config.max_row_bytes)
             .await
             .map_err(TransformError::from)
     })?;
@@ -64,7 +64,8 @@ pub(super) async fn compute(
     }
     let scanned = started.elapsed();
     let ctx = crate::engine::session(config)?;
-    let scratch = tempfile::tempdir().map_err(TransformError::Scratch)?;
+    let scratch =
+        super::scratch::Scratch::create(&config.scratch_dir).map_err(TransformError::Scratch)?;
     let fetch = stage_weekly(&cluster, &ctx, scratch.path()).await?;
     for table in Table::DIMENSIONS {
         let rows = cluster.table(table.name()).await?.collect().await?;

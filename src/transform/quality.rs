@@ -17,7 +17,7 @@ use datafusion::error::Result;
 use datafusion::prelude::SessionContext;
 use futures::future::try_join_all;
 
-use crate::raw::csv::date_from_days;
+use crate::raw::csv::show_days;
 use crate::raw::facts::{DateTotals, ScanFacts};
 use crate::schema::Table;
 
@@ -121,7 +121,7 @@ fn dates_missing_from_calendar(
     let examples: Vec<String> = missing
         .iter()
         .take(EXAMPLES)
-        .map(|&(date, n)| with_count(date_from_days(date).to_string(), n))
+        .map(|&(date, n)| with_count(show_days(date), n))
         .collect();
     Some(Violation {
         rule: "date missing from calendar",

@@ -45,6 +45,7 @@ pub fn register(
     raw: &Location,
     set: &RawSet,
     quarantine: &Arc<Quarantine>,
+    max_row_bytes: usize,
 ) -> Result<RawTables> {
     let mut sources = BTreeMap::new();
     for file in set.files.values() {
@@ -53,7 +54,8 @@ pub fn register(
             file.clone(),
             set.manifest_entry(file.table).cloned(),
             Arc::clone(quarantine),
-        );
+        )
+        .with_max_row_bytes(max_row_bytes);
         ctx.register_table(
             file.table.name(),
             Arc::new(RawTable {

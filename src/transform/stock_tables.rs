@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{
-    DataType, Date32Type, Decimal128Type, Field, Int64Type, Schema,
+    DataType, Date32Type, Decimal128Type, Field, Float64Type, Int64Type, Schema,
 };
 use datafusion::datasource::file_format::file_compression_type::FileCompressionType;
 use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionContext};
@@ -117,6 +117,10 @@ async fn file_facts(ctx: &SessionContext, file: &RawFile) -> Result<ScanFacts, T
             .iter()
             .map(|column| format!("sum({cast}({column} AS DECIMAL(38, 2)))")),
     );
+    // Sums of magnitudes as DOUBLE, which cannot wrap like a DECIMAL SUM.
+    measures.extend(table.summed_columns().iter().map(|column| {
+        format!("sum(abs(CAST({cast}({column} AS DECIMAL(38, 2)) AS DOUBLE)) * 100)")
+    }));
     let checked: Vec<(&Column, String)> = if text {
         table
             .columns()
@@ -161,6 +165,7 @@ fn fold(facts: &mut ScanFacts, bad: &mut [u64], batch: &RecordBatch, table: Tabl
     };
     let keys = facts.null_keys.len();
     let sums = table.reconciled_columns().len();
+    let summed = table.summed_columns().len();
     let days = batch.column(0).as_primitive::<Date32Type>();
     for row in 0..batch.num_rows() {
         let rows = count(1, row);
@@ -169,7 +174,7 @@ fn fold(facts: &mut ScanFacts, bad: &mut [u64], batch: &RecordBatch, table: Tabl
             *nulls += count(2 + k, row);
         }
         for (c, total) in bad.iter_mut().enumerate() {
-            *total += count(2 + keys + sums + c, row);
+            *total += count(2 + keys + sums + summed + c, row);
         }
         if days.is_null(row) {
             continue;
@@ -184,13 +189,29 @@ fn fold(facts: &mut ScanFacts, bad: &mut [u64], batch: &RecordBatch, table: Tabl
                 }
             })
             .collect();
+        let magnitudes: Vec<f64> = (0..summed)
+            .map(|s| {
+                let column = batch
+                    .column(2 + keys + sums + s)
+                    .as_primitive::<Float64Type>();
+                if column.is_null(row) {
+                    0.0
+                } else {
+                    column.value(row)
+                }
+            })
+            .collect();
         let entry = facts.dates.entry(days.value(row)).or_insert(DateTotals {
             rows: 0,
             sums: vec![0; sums],
+            magnitudes: vec![0.0; summed],
         });
         entry.rows += rows;
         for (total, sum) in entry.sums.iter_mut().zip(totals) {
-            *total += sum;
+            *total = total.wrapping_add(sum);
+        }
+        for (total, magnitude) in entry.magnitudes.iter_mut().zip(magnitudes) {
+            *total += magnitude;
         }
     }
 }
@@ -215,7 +236,13 @@ async fn unparsable_values(
         .flat_map(|b| {
             let values = b.column(0).as_string::<i32>();
             (0..values.len())
-                .map(|i| format!("`{}`", values.value(i)))
+                .map(|i| {
+                    let value = values.value(i).as_bytes();
+                    format!(
+                        "`{}`",
+                        crate::text::excerpt(value, crate::text::VALUE_CHARS)
+                    )
+                })
                 .collect::<Vec<_>>()
         })
         .collect();

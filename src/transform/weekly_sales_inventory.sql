@@ -77,10 +77,12 @@ weekly AS (
            SUM(d.oos)                               AS no_stock_instances,
            SUM(d.low)                               AS low_stock_instances,
            -- Sales value beyond the stock on hand, on low days that sold.
-           -- The product amt * (qty - on_hand) is exact (decimal); the
-           -- division makes it a ratio.
+           -- A ratio (DOUBLE, as the contract's column): computed in DOUBLE
+           -- from the exact decimals, so that no input can make the
+           -- product overflow a DECIMAL.
            SUM(CASE WHEN d.low = 1 AND d.qty > 0
-                    THEN CAST(d.amt * (d.qty - d.on_hand) AS DOUBLE) / CAST(d.qty AS DOUBLE)
+                    THEN CAST(d.amt AS DOUBLE) * CAST(d.qty - d.on_hand AS DOUBLE)
+                         / CAST(d.qty AS DOUBLE)
                     ELSE 0.0 END)                   AS potential_low_stock_impact,
            -- Sales made while flagged out of stock.
            SUM(CASE WHEN d.oos = 1 THEN d.amt ELSE 0 END) AS no_stock_impact

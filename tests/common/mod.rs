@@ -18,6 +18,7 @@ use shelfline::schema::Table;
 
 pub mod cluster;
 pub mod s3;
+pub mod server;
 pub mod smtp;
 
 /// The golden fixture's logical date.
