@@ -276,11 +276,9 @@ impl PublishArgs {
 
     /// The flags as a run's `conf` keys (see the orchestrator's tasks).
     pub fn conf(&self) -> serde_json::Map<String, serde_json::Value> {
+        let [shrink, older] = crate::orchestrator::GUARD_OVERRIDES;
         let mut conf = serde_json::Map::new();
-        for (key, set) in [
-            ("allow_shrink", self.allow_shrink),
-            ("allow_older", self.allow_older),
-        ] {
+        for (key, set) in [(shrink, self.allow_shrink), (older, self.allow_older)] {
             if set {
                 conf.insert(key.to_string(), serde_json::Value::Bool(true));
             }

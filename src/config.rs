@@ -141,6 +141,9 @@ impl Default for PublishConfig {
 pub struct ServeConfig {
     /// The DAG's id in the API (`/api/v1/dags/{dag_id}/dagRuns`).
     pub dag_id: String,
+    /// Other ids the API accepts for the DAG: those an existing trigger
+    /// sends (the original pipeline's `batch_processing_dag`).
+    pub dag_aliases: Vec<String>,
     /// Address of the HTTP API.
     pub bind: String,
     /// The run history (SQLite file).
@@ -201,6 +204,7 @@ impl Default for ServeConfig {
     fn default() -> Self {
         ServeConfig {
             dag_id: "shelfline".to_string(),
+            dag_aliases: Vec::new(),
             bind: "127.0.0.1:8080".to_string(),
             history: PathBuf::from("./shelfline-data/history.db"),
             timezone: "UTC".to_string(),

@@ -351,8 +351,16 @@ impl Lake {
         options: &PublishOptions,
     ) -> Result<PublishReport, LakeError> {
         let lock = lock::WriterLock::acquire(&self.root, options.lock).await?;
-        let result = self.publish_locked(publication, options, &lock).await;
-        lock.release(result.is_ok()).await;
+        let fenced = match lock.must_fence() {
+            true => self.fence(&lock).await,
+            false => Ok(()),
+        };
+        let fence_pending = fenced.is_err();
+        let result = match fenced {
+            Ok(()) => self.publish_locked(publication, options, &lock).await,
+            Err(e) => Err(e),
+        };
+        lock.release(fence_pending).await;
         result
     }
 
@@ -362,9 +370,6 @@ impl Lake {
         options: &PublishOptions,
         lock: &lock::WriterLock,
     ) -> Result<PublishReport, LakeError> {
-        if lock.took_over_expired() {
-            self.fence(lock).await?;
-        }
         self.guard(&publication, options).await?;
         let Publication {
             date,
@@ -430,11 +435,16 @@ impl Lake {
         publication: &Publication<'_>,
         options: &PublishOptions,
     ) -> Result<(), LakeError> {
-        let Some(table) = self.open(FACT_TABLE).await? else {
+        let table = self.open(FACT_TABLE).await?;
+        let newest = match &table {
+            Some(table) => self.date_of(table, FACT_TABLE).await?,
+            None => None,
+        };
+        let today = Utc::now().date_naive();
+        guard::check_date(publication.date, newest, options.allow_older, today)?;
+        let Some(table) = table else {
             return Ok(());
         };
-        let newest = self.date_of(&table, FACT_TABLE).await?;
-        guard::check_date(publication.date, newest, options.allow_older)?;
         if options.allow_shrink {
             return Ok(());
         }
@@ -447,7 +457,6 @@ impl Lake {
             &published,
             &publication.fact_weeks,
             options.max_shrink,
-            options.allow_shrink,
         )?;
         Ok(())
     }
@@ -480,9 +489,9 @@ impl Lake {
         Ok(weeks)
     }
 
-    /// After taking over a lock whose lease ran out: commits the new
-    /// generation to every table, so that the old holder, if it is still
-    /// alive, can commit to none of them any more (see [`lock`]).
+    /// When a holder before this one may still be alive (see
+    /// [`lock::WriterLock::must_fence`]): commits this generation to every
+    /// table, so that it can commit to none of them any more.
     async fn fence(&self, lock: &lock::WriterLock) -> Result<(), LakeError> {
         let properties = || {
             let generation = i64::try_from(lock.generation()).unwrap_or(i64::MAX);
@@ -510,10 +519,10 @@ impl Lake {
                     .await;
                 match committed {
                     Ok(_) => {
-                        tracing::warn!(
+                        tracing::info!(
                             table = name,
                             generation = lock.generation(),
-                            "fenced the table against the previous holder of the writer lock"
+                            "fenced the table against earlier holders of the writer lock"
                         );
                         break;
                     }
@@ -591,14 +600,10 @@ impl Lake {
         let retention = chrono::Duration::hours(retention_hours.try_into().unwrap_or(i64::MAX));
         let url = self.table_url(name)?;
         let mut deleted = 0;
-        // Files no commit references are looked for only after a
-        // publication that did not end cleanly (killed, failed, taken over).
-        let passes = [
+        for (mode, clock) in [
             (VacuumMode::Lite, None),
             (VacuumMode::Full, Some(lock.acquired_at())),
-        ];
-        let needed = if lock.predecessor_clean() { 1 } else { 2 };
-        for (mode, clock) in passes.into_iter().take(needed) {
+        ] {
             lock.ensure_held().await?;
             let mut vacuum = table
                 .vacuum()

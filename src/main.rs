@@ -16,7 +16,7 @@ use shelfline::datagen::DatagenSpec;
 use shelfline::engine::cluster::{self, Endpoint, ExecutorOptions};
 use shelfline::orchestrator::clock::SystemClock;
 use shelfline::orchestrator::dag::RunState;
-use shelfline::orchestrator::history::{History, HistoryError};
+use shelfline::orchestrator::history::{History, HistoryError, RunQuery};
 use shelfline::orchestrator::{BackfillDate, Orchestrator, OrchestratorError, lock, report};
 use shelfline::pipeline::Pipeline;
 use shelfline::server::{self, Credentials};
@@ -175,7 +175,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .map(str::parse::<RunState>)
                 .transpose()
                 .map_err(anyhow::Error::msg)?;
-            let (runs, total) = history.runs(&config.serve.dag_id, state, limit, 0)?;
+            let query = RunQuery::newest(state.into_iter().collect(), limit);
+            let (runs, total) = history.runs(&config.serve.dag_id, &query)?;
             write!(stdout, "{}", report::runs_table(&runs, total))?;
         }
         Command::Runs(RunsCommand::Show { id }) => {
@@ -342,28 +343,39 @@ async fn serve(
 }
 
 /// Prints each run's end; fails when one failed. Ctrl-C or SIGTERM
-/// cancels the runs not finished yet, so none is left queued or running.
+/// cancels the runs not finished yet, so none is left queued or running;
+/// a publication in progress finishes first (a second Ctrl-C stops at
+/// once).
 async fn see_through(
     orchestrator: &Orchestrator,
     run_ids: &[String],
     executor: Option<&lock::ExecutorLock>,
     stdout: &mut impl Write,
 ) -> anyhow::Result<ExitCode> {
-    let mut failed = 0;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let seen = orchestrator.see_through(run_ids, executor, |run_id, state| {
-        failed += usize::from(state == RunState::Failed);
-        let _ = writeln!(stdout, "{run_id}  {}", state.as_str());
-    });
+    let mut seen = std::pin::pin!(
+        orchestrator.see_through(run_ids, executor, |run_id, state| {
+            let _ = writeln!(stdout, "{run_id}  {}", state.as_str());
+        })
+    );
     let finished = tokio::select! {
-        seen = seen => Some(seen),
+        seen = &mut seen => Some(seen?),
         _ = tokio::signal::ctrl_c() => None,
         _ = terminate.recv() => None,
     };
-    let Some(seen) = finished else {
-        return cancel_unfinished(orchestrator, run_ids, stdout);
+    let Some(states) = finished else {
+        cancel_unfinished(orchestrator, run_ids);
+        tokio::select! {
+            _ = &mut seen => {}
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+        eprintln!(
+            "error: interrupted; the runs not finished were cancelled (run the command again to run them)"
+        );
+        return Ok(ExitCode::from(130));
     };
-    seen?;
+    let failed = states.values().filter(|s| **s == RunState::Failed).count();
     if failed > 0 {
         eprintln!("error: {failed} run(s) failed; `shelfline runs show RUN_ID` tells why");
         return Ok(ExitCode::FAILURE);
@@ -371,24 +383,17 @@ async fn see_through(
     Ok(ExitCode::SUCCESS)
 }
 
-/// After an interruption: ends the runs of `run_ids` still active.
-fn cancel_unfinished(
-    orchestrator: &Orchestrator,
-    run_ids: &[String],
-    stdout: &mut impl Write,
-) -> anyhow::Result<ExitCode> {
+/// After an interruption: ends the runs of `run_ids` still active; the
+/// process executing them stops them.
+fn cancel_unfinished(orchestrator: &Orchestrator, run_ids: &[String]) {
     let reason = "cancelled: the command that started it was interrupted";
     for run_id in run_ids {
         match orchestrator.end(run_id, RunState::Failed, reason) {
-            Ok(_) => writeln!(stdout, "{run_id}  cancelled")?,
+            Ok(_) => println!("{run_id}  cancelled"),
             Err(OrchestratorError::History(HistoryError::Ended { .. })) => {}
             Err(e) => eprintln!("error: {run_id} could not be cancelled: {e}"),
         }
     }
-    eprintln!(
-        "error: interrupted; the runs not finished were cancelled (run the command again to run them)"
-    );
-    Ok(ExitCode::from(130))
 }
 
 fn pipeline(mut config: Config, locations: &Locations) -> anyhow::Result<Pipeline> {

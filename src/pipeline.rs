@@ -110,7 +110,8 @@ impl Pipeline {
     /// Checks that the raw set of `date` is complete and matches its manifest.
     pub async fn check(&self, date: NaiveDate) -> Result<CheckReport, PipelineError> {
         self.raw.verify().await?;
-        Ok(raw::check(&self.raw, date, self.config.max_row_bytes).await?)
+        let named = raw::NamedFiles::default();
+        Ok(raw::check(&self.raw, date, &named, self.config.max_row_bytes).await?)
     }
 
     /// Transforms the raw set of `date` and publishes the lake tables.

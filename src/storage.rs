@@ -75,6 +75,16 @@ pub enum StorageError {
     },
 }
 
+/// Whether `host` (a name or an address, IPv6 in brackets or not) is this
+/// machine: what is sent there does not cross a network.
+pub fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// A root folder in an object store: the raw zone or the lake.
 #[derive(Debug, Clone)]
 pub struct Location {
@@ -140,6 +150,37 @@ impl Location {
             store,
             base: self.base.clone(),
             endpoint: self.endpoint.clone(),
+        })
+    }
+
+    /// Where the file `name` lies in this location's store: a full URL or
+    /// a local path under this location, or a path relative to it, gives
+    /// this location and the file's path in it; a URL elsewhere in the same
+    /// bucket (or in-memory store) gives the bucket's root and the key.
+    /// `None` for a file in another store, outside a local folder, or a
+    /// path that is not a plain object path (`..`, empty segments).
+    pub fn find(&self, name: &str) -> Option<(Location, Path)> {
+        let url = if name.contains("://") {
+            Url::parse(name).ok()?
+        } else if name.starts_with('/') && self.base.is_none() {
+            Url::from_file_path(name).ok()?
+        } else {
+            return Some((self.clone(), Path::parse(name).ok()?));
+        };
+        if let Some(inside) = url.as_str().strip_prefix(self.url.as_str()) {
+            return Some((self.clone(), Path::from_url_path(inside).ok()?));
+        }
+        let (store, root) = self.base.as_ref()?;
+        let same_store = url.scheme() == root.scheme() && url.host_str() == root.host_str();
+        let key = Path::from_url_path(url.path()).ok()?;
+        same_store.then(|| {
+            let bucket = Location {
+                url: root.clone(),
+                store: Arc::clone(store),
+                base: self.base.clone(),
+                endpoint: self.endpoint.clone(),
+            };
+            (bucket, key)
         })
     }
 
@@ -475,6 +516,44 @@ mod tests {
     use super::*;
     use bytes::Bytes;
     use object_store::ObjectStoreExt as _;
+
+    /// Files are found by a path relative to the location, or by a full
+    /// URL or path under it; in a bucket, anywhere in it; never elsewhere.
+    #[test]
+    fn files_are_found_under_a_location_or_in_its_bucket() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        let raw = Location::parse(&root.display().to_string(), &S3Config::default()).unwrap();
+        let inside = [
+            "sales/sales_2026-01-10.csv.gz".to_string(),
+            format!("file://{}/sales/sales_2026-01-10.csv.gz", root.display()),
+            format!("{}/sales/sales_2026-01-10.csv.gz", root.display()),
+        ];
+        for name in inside {
+            let (location, path) = raw.find(&name).expect(&name);
+            assert_eq!(location.url(), raw.url(), "{name}");
+            assert_eq!(path.as_ref(), "sales/sales_2026-01-10.csv.gz", "{name}");
+        }
+        for outside in [
+            "/etc/passwd",
+            "file:///etc/passwd",
+            "../x.csv.gz",
+            "a//b",
+            "s3://b/x",
+        ] {
+            assert!(raw.find(outside).is_none(), "{outside}");
+        }
+        let memory = Location::parse("memory://find-test", &S3Config::default())
+            .unwrap()
+            .child("raw")
+            .unwrap();
+        let (bucket, key) = memory.find("memory://find-test/drop/x.csv.gz").unwrap();
+        assert_eq!(bucket.url().as_str(), "memory://find-test/");
+        assert_eq!(key.as_ref(), "drop/x.csv.gz");
+        let (same, key) = memory.find("memory://find-test/raw/x.csv.gz").unwrap();
+        assert_eq!((same.url(), key.as_ref()), (memory.url(), "x.csv.gz"));
+        assert!(memory.find("memory://other/x.csv.gz").is_none());
+    }
 
     #[tokio::test]
     async fn memory_locations_are_shared_by_name() {

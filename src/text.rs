@@ -44,6 +44,15 @@ pub fn clip(message: &str, max: usize) -> String {
     shown
 }
 
+/// The text of a caught panic's payload.
+pub fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string())
+}
+
 fn escape(chars: impl Iterator<Item = char>) -> String {
     chars
         .map(|c| match c {

@@ -90,6 +90,126 @@ async fn a_curl_trigger_runs_the_dag_and_publishes_the_golden_table() {
     );
 }
 
+/// The original pipeline's trigger Lambda, replayed byte for byte: its
+/// DAG id, basic auth, no run id and no date, and one `conf` key per table
+/// holding the URL of the file it found at the bucket's root, the key being
+/// the file name less its last 15 characters (`calendar` on day 5,
+/// `calendar_` on day 15). Each run processes exactly those files, dated by
+/// their names (`%Y%m%-d`), and extracts nothing.
+#[tokio::test]
+async fn the_original_trigger_lambdas_request_processes_the_files_it_names() {
+    use object_store::ObjectStoreExt as _;
+    let bucket = common::s3::new_bucket("lambda-trigger");
+    let (ws, mut config) = workspace();
+    config.s3 = common::s3::config(&common::s3::endpoint(), ws.dir.path());
+    config.raw = format!("s3://{bucket}/raw/");
+    config.serve.dag_aliases = vec!["batch_processing_dag".to_string()];
+    let server = Server::start(&write_config(ws.dir.path(), &config));
+    let root = shelfline::storage::Location::parse(&format!("s3://{bucket}/"), &config.s3).unwrap();
+    let credentials = format!("{USER}:{PASSWORD}");
+
+    let mut keys = Vec::new();
+    for (day, stamp) in [(5, "2024055"), (15, "20240515")] {
+        let mut conf = serde_json::Map::new();
+        for (table, text) in golden_tables() {
+            let name = format!("{}_{stamp}.csv.gz", table.name());
+            let bytes = common::gzip(text.as_bytes());
+            root.store()
+                .put(&name.as_str().into(), bytes.into())
+                .await
+                .unwrap();
+            let key = name[..name.len() - 15].to_string();
+            conf.insert(key.clone(), format!("s3://{bucket}/{name}").into());
+            keys.push(key);
+        }
+        let body = serde_json::json!({ "conf": conf }).to_string();
+        let (status, answer) = server.curl(
+            "POST",
+            "/api/v1/dags/batch_processing_dag/dagRuns",
+            Some(&body),
+            Some(&credentials),
+        );
+        assert_eq!(status, 200, "{answer}");
+        let run: Value = serde_json::from_str(&answer).unwrap();
+        assert_eq!(
+            run["logical_date"],
+            format!("2024-05-{day:02}T00:00:00+00:00")
+        );
+        let run_id = run["dag_run_id"].as_str().unwrap();
+        let done = server.wait_for_run(run_id, Duration::from_secs(120), |r| {
+            r["state"] == "success" || r["state"] == "failed"
+        });
+        assert_eq!(done["state"], "success", "{:?}", server.task_states(run_id));
+        common::assert_same_csv(
+            &ws.fact_csv().await,
+            &expected_fact(),
+            &format!("lake after the day-{day} trigger"),
+        );
+    }
+    assert!(keys.contains(&"calendar".to_string()) && keys.contains(&"calendar_".to_string()));
+    let listed = server.get("/api/v1/dags/batch_processing_dag/dagRuns?order_by=execution_date");
+    let dates: Vec<&str> = listed["dag_runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["logical_date"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        dates,
+        ["2024-05-05T00:00:00+00:00", "2024-05-15T00:00:00+00:00"]
+    );
+    // Nothing was extracted into the raw zone's layout.
+    let raw = shelfline::storage::Location::parse(&config.raw, &config.s3).unwrap();
+    let listing = raw.store().list_with_delimiter(None).await.unwrap();
+    assert!(
+        listing.objects.is_empty() && listing.common_prefixes.is_empty(),
+        "{listing:?}"
+    );
+    assert_eq!(ws.version("store").await, Some(1));
+}
+
+/// A named file the raw zone's store does not hold, or one whose table
+/// cannot be told, is refused with the key or field that named it.
+#[test]
+fn triggers_naming_unusable_files_are_refused_naming_the_key() {
+    let (ws, mut config) = workspace();
+    config.serve.dag_aliases = vec!["batch_processing_dag".to_string()];
+    let server = Server::start(&write_config(ws.dir.path(), &config));
+    let credentials = format!("{USER}:{PASSWORD}");
+    for (conf, field) in [
+        (
+            r#"{"sales_": "s3://bucket/sales_2024051.txt"}"#,
+            "conf.sales_",
+        ),
+        (
+            r#"{"files": ["s3://bucket/receipts_2024051.csv.gz"]}"#,
+            "conf.files",
+        ),
+        (
+            r#"{"files": ["sales_2024051.csv.gz", "calendar_2024052.csv.gz"]}"#,
+            "conf.files",
+        ),
+    ] {
+        let body = format!(r#"{{"conf": {conf}}}"#);
+        let (status, answer) = server.curl(
+            "POST",
+            "/api/v1/dags/batch_processing_dag/dagRuns",
+            Some(&body),
+            Some(&credentials),
+        );
+        assert_eq!(status, 400, "{conf}: {answer}");
+        let error: Value = serde_json::from_str(&answer).unwrap();
+        assert_eq!(error["field"], field, "{answer}");
+    }
+    let (status, answer) = server.curl(
+        "POST",
+        "/api/v1/dags/another_dag/dagRuns",
+        Some("{}"),
+        Some(&credentials),
+    );
+    assert_eq!(status, 404, "{answer}");
+}
+
 #[test]
 fn every_endpoint_but_health_needs_the_right_credentials() {
     let (ws, config) = workspace();

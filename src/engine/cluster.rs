@@ -108,12 +108,7 @@ impl Endpoint {
     /// the user acknowledged that the cluster's protocol is open to anyone
     /// who reaches it (`allow_unauthenticated`).
     pub fn check_exposure(&self, allow_unauthenticated: bool) -> Result<(), ClusterError> {
-        let host = self.host.trim_start_matches('[').trim_end_matches(']');
-        let loopback = host.eq_ignore_ascii_case("localhost")
-            || host
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback());
-        if loopback || allow_unauthenticated {
+        if crate::storage::is_loopback_host(&self.host) || allow_unauthenticated {
             Ok(())
         } else {
             Err(ClusterError::Exposed(format!(

@@ -27,6 +27,10 @@ pub enum GuardError {
     )]
     Older { date: NaiveDate, newest: NaiveDate },
     #[error(
+        "refusing to publish {date}: it is after today ({today}), and every later date would then be refused as older. Nothing was published; check the logical date"
+    )]
+    Future { date: NaiveDate, today: NaiveDate },
+    #[error(
         "refusing to publish {date}: {}. Nothing was published. If that is intended (e.g. the source purged old history), run again with --allow-shrink (or `allow_shrink = true` in [publish]); `max_shrink` in [publish] sets how much one run may remove (now {:.0}%)",
         .problems.join("; "), .max_shrink * 100.0
     )]
@@ -37,13 +41,18 @@ pub enum GuardError {
     },
 }
 
-/// Fails when `date` is older than `newest`, the date the fact table's
-/// last publication recorded, unless `allow_older`.
+/// Fails when `date` is after `today` (a day of slack for time zones), or
+/// older than `newest`, the date the fact table's last publication
+/// recorded, unless `allow_older`.
 pub fn check_date(
     date: NaiveDate,
     newest: Option<NaiveDate>,
     allow_older: bool,
+    today: NaiveDate,
 ) -> Result<(), GuardError> {
+    if today.succ_opt().is_some_and(|tomorrow| date > tomorrow) {
+        return Err(GuardError::Future { date, today });
+    }
     match newest {
         Some(newest) if newest > date && !allow_older => Err(GuardError::Older { date, newest }),
         _ => Ok(()),
@@ -52,13 +61,12 @@ pub fn check_date(
 
 /// Fails when replacing `before` (the published rows of the weeks the run
 /// replaces) with `after` would empty it, drop a week, or remove more than
-/// `max_shrink` of its rows, unless `allow`.
+/// `max_shrink` of its rows.
 pub fn check_shrink(
     date: NaiveDate,
     before: &WeekRows,
     after: &WeekRows,
     max_shrink: f64,
-    allow: bool,
 ) -> Result<(), GuardError> {
     let before_rows: u64 = before.values().sum();
     let after_rows: u64 = after.values().sum();
@@ -96,7 +104,7 @@ pub fn check_shrink(
             ));
         }
     }
-    if problems.is_empty() || allow {
+    if problems.is_empty() {
         return Ok(());
     }
     Err(GuardError::Shrink {
@@ -120,6 +128,8 @@ mod tests {
 
     #[test]
     fn an_older_date_is_refused_naming_both_unless_allowed() {
+        let today = NaiveDate::from_ymd_opt(2026, 12, 7).unwrap();
+        let check_date = |date, newest, allow| super::check_date(date, newest, allow, today);
         let older = NaiveDate::from_ymd_opt(2025, 10, 27).unwrap();
         let err = check_date(older, Some(day()), false)
             .unwrap_err()
@@ -132,19 +142,25 @@ mod tests {
         check_date(day(), Some(day()), false).unwrap();
         check_date(day(), Some(older), false).unwrap();
         check_date(day(), None, false).unwrap();
+        let typo = NaiveDate::from_ymd_opt(2062, 1, 20).unwrap();
+        let err = check_date(typo, None, true).unwrap_err().to_string();
+        assert!(
+            err.contains("2062-01-20: it is after today (2026-12-07)"),
+            "{err}"
+        );
     }
 
     #[test]
     fn emptying_dropping_a_week_or_shrinking_too_much_is_refused() {
         let published = weeks(&[((2025, 1), 500), ((2025, 2), 500)]);
-        let empty = check_shrink(day(), &published, &WeekRows::new(), 0.1, false)
+        let empty = check_shrink(day(), &published, &WeekRows::new(), 0.1)
             .unwrap_err()
             .to_string();
         assert!(
             empty.contains("from 1000 rows over 2 weeks to 0 rows"),
             "{empty}"
         );
-        let dropped = check_shrink(day(), &published, &weeks(&[((2025, 2), 990)]), 0.9, false)
+        let dropped = check_shrink(day(), &published, &weeks(&[((2025, 2), 990)]), 0.9)
             .unwrap_err()
             .to_string();
         assert!(
@@ -152,14 +168,13 @@ mod tests {
             "{dropped}"
         );
         let shrunk = weeks(&[((2025, 1), 400), ((2025, 2), 400)]);
-        let err = check_shrink(day(), &published, &shrunk, 0.1, false)
+        let err = check_shrink(day(), &published, &shrunk, 0.1)
             .unwrap_err()
             .to_string();
         assert!(err.contains("from 1000 to 800 rows (20.0% fewer)"), "{err}");
-        check_shrink(day(), &published, &shrunk, 0.25, false).unwrap();
-        check_shrink(day(), &published, &WeekRows::new(), 0.1, true).unwrap();
-        check_shrink(day(), &WeekRows::new(), &WeekRows::new(), 0.1, false).unwrap();
+        check_shrink(day(), &published, &shrunk, 0.25).unwrap();
+        check_shrink(day(), &WeekRows::new(), &WeekRows::new(), 0.1).unwrap();
         let grown = weeks(&[((2025, 1), 500), ((2025, 2), 500), ((2025, 3), 1)]);
-        check_shrink(day(), &published, &grown, 0.0, false).unwrap();
+        check_shrink(day(), &published, &grown, 0.0).unwrap();
     }
 }

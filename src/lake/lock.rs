@@ -21,9 +21,11 @@
 //! **When a lock is free.** Its latest generation was released, or its
 //! holder is a process that no longer runs in the same kernel and PID
 //! namespace, or its lease ran out (a process stopped, a VM paused, a
-//! storage stall, renewals failing). Only the last case can leave a holder
-//! alive, so only then does the new holder *fence* the tables before it
-//! writes (see [`crate::lake`]).
+//! storage stall, renewals failing). Unless the previous holder released
+//! the lock after a publication that succeeded, a holder may still be alive
+//! and about to commit (the one whose lease ran out, or one before it that
+//! a failed successor did not finish fencing), so the new holder *fences*
+//! the tables before it writes (see [`crate::lake`]).
 //!
 //! **Fencing.** Every shelfline commit carries a Delta application
 //! transaction with app id [`WRITER_APP_ID`] and the lock's generation.
@@ -58,6 +60,11 @@ use crate::storage::Location;
 pub const WRITER_APP_ID: &str = "shelfline.writer";
 /// How often a waiting run looks at the lock again.
 const POLL: Duration = Duration::from_millis(250);
+/// Where shelfline versions before generations kept the lock; a live one
+/// is waited for, so that an old daemon and a new run never publish at once.
+fn legacy_path() -> Path {
+    crate::storage::path(&["_shelfline", "writer.lock"])
+}
 /// Generations kept below the newest (for `shelfline` to name a holder).
 const KEPT_GENERATIONS: u64 = 1;
 
@@ -105,6 +112,10 @@ pub enum LockError {
         lake: String,
         source: object_store::Error,
     },
+    #[error(
+        "the writer lock of {lake} is at its last possible generation; move _shelfline/writer/ aside when no run publishes"
+    )]
+    Exhausted { lake: String },
 }
 
 /// What a generation's record holds.
@@ -120,10 +131,10 @@ struct Holder {
     expires: DateTime<Utc>,
     #[serde(default)]
     released: bool,
-    /// Released after a publication that committed everything it wrote:
-    /// it left no file behind for vacuum to find.
+    /// Released before this holder finished fencing the tables: the next
+    /// holder must fence them.
     #[serde(default)]
-    clean: bool,
+    fence_pending: bool,
 }
 
 /// Whether the latest generation can be taken over, and how.
@@ -147,7 +158,7 @@ impl Holder {
             acquired: now,
             expires: now + lease,
             released: false,
-            clean: false,
+            fence_pending: false,
         }
     }
 
@@ -228,11 +239,13 @@ pub struct WriterLock {
     lake: String,
     me: Holder,
     acquired_at: DateTime<Utc>,
-    took_over_expired: bool,
-    predecessor_clean: bool,
+    must_fence: bool,
     lease: Arc<Mutex<Lease>>,
-    renewal: tokio::task::JoinHandle<()>,
-    released: bool,
+    /// Held while the lease is written: a release waits for a renewal in
+    /// flight, then stops the renewals (true), so no renewal can land after
+    /// the released record.
+    writes: Arc<tokio::sync::Mutex<bool>>,
+    renewal: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl WriterLock {
@@ -249,17 +262,23 @@ impl WriterLock {
         let mut told = false;
         loop {
             let latest = latest(&store).await.map_err(store_error)?;
-            let predecessor_clean =
-                matches!(&latest, Some((_, Some(holder))) if holder.released && holder.clean);
-            let (next, standing) = match &latest {
-                None => (1, Standing::Free),
-                Some((generation, None)) => (generation + 1, Standing::Expired),
-                Some((generation, Some(holder))) => (generation + 1, holder.standing()),
+            // A holder that did not release its lock may be alive (a lease
+            // that ran out) or may have died before it finished fencing.
+            let must_fence = match &latest {
+                Some((_, Some(holder))) if holder.released => holder.fence_pending,
+                _ => true,
             };
-            if standing == Standing::Held {
-                let holder = latest
-                    .and_then(|(_, holder)| holder)
-                    .expect("a held lock has a holder");
+            let (next, standing) = match &latest {
+                None => (Some(1), Standing::Free),
+                Some((generation, None)) => (generation.checked_add(1), Standing::Expired),
+                Some((generation, Some(holder))) => (generation.checked_add(1), holder.standing()),
+            };
+            let next = next.ok_or_else(|| LockError::Exhausted { lake: lake.clone() })?;
+            let busy = match (standing, &latest) {
+                (Standing::Held, Some((_, Some(holder)))) => Some(holder.clone()),
+                _ => legacy_holder(&store).await.map_err(store_error)?,
+            };
+            if let Some(holder) = busy {
                 if started.elapsed() >= options.wait {
                     return Err(LockError::Busy {
                         lake,
@@ -307,11 +326,13 @@ impl WriterLock {
                 valid_until: sent + options.lease,
                 last_error: None,
             }));
+            let writes = Arc::new(tokio::sync::Mutex::new(false));
             let renewal = tokio::spawn(renew(
                 Arc::clone(&store),
                 me.clone(),
                 options.lease,
                 Arc::clone(&lease),
+                Arc::clone(&writes),
             ));
             tracing::info!(lake, generation = next, "writer lock acquired");
             return Ok(WriterLock {
@@ -319,11 +340,10 @@ impl WriterLock {
                 lake,
                 me,
                 acquired_at,
-                took_over_expired: standing == Standing::Expired,
-                predecessor_clean,
+                must_fence,
                 lease,
-                renewal,
-                released: false,
+                writes,
+                renewal: Some(renewal),
             });
         }
     }
@@ -339,17 +359,12 @@ impl WriterLock {
         self.acquired_at
     }
 
-    /// Whether this lock was taken from a holder whose lease ran out, who
-    /// may still be alive: the tables must be fenced before anything else.
-    pub fn took_over_expired(&self) -> bool {
-        self.took_over_expired
-    }
-
-    /// Whether the previous holder released the lock after committing all
-    /// it wrote: then no unreferenced file can be in the lake but those a
-    /// publication's commits removed (see [`WriterLock::release`]).
-    pub fn predecessor_clean(&self) -> bool {
-        self.predecessor_clean
+    /// Whether the tables must be fenced before anything else: the previous
+    /// holder did not release the lock (its lease ran out: it may be alive
+    /// and about to commit), or released it before it finished fencing for
+    /// a holder before it.
+    pub fn must_fence(&self) -> bool {
+        self.must_fence
     }
 
     /// Fails when this lock is no longer held: its lease ran out by this
@@ -388,23 +403,23 @@ impl WriterLock {
         }
     }
 
-    /// Stops renewing and marks the lock released; `clean` when the
-    /// publication committed everything it wrote (the next holder then
-    /// need not look for files left behind).
-    pub async fn release(mut self, clean: bool) {
-        self.renewal.abort();
-        self.released = true;
-        let record = self.released_record(clean);
+    /// Stops renewing and marks the lock released; `fence_pending` when
+    /// this holder had to fence the tables and did not finish (the next
+    /// holder then fences them).
+    pub async fn release(mut self, fence_pending: bool) {
+        let renewal = self.renewal.take();
+        let record = self.released_record(fence_pending);
         let path = record_path(self.me.generation);
-        if let Err(e) = self.store.put(&path, record.into()).await {
+        let store = Arc::clone(&self.store);
+        if let Err(e) = stop_and_write(&self.writes, renewal, &store, &path, record).await {
             tracing::warn!(error = %e, "could not release the writer lock; its lease runs out in a minute");
         }
     }
 
-    fn released_record(&self, clean: bool) -> Bytes {
+    fn released_record(&self, fence_pending: bool) -> Bytes {
         Holder {
             released: true,
-            clean,
+            fence_pending,
             ..self.me.clone()
         }
         .bytes()
@@ -412,20 +427,77 @@ impl WriterLock {
 }
 
 impl Drop for WriterLock {
+    /// A lock dropped without [`WriterLock::release`] (a publication
+    /// abandoned mid-way: a request of it may still land) stops renewing and
+    /// is released with a fence pending, when a runtime is there to do it;
+    /// otherwise its lease runs out.
     fn drop(&mut self) {
-        self.renewal.abort();
-        if self.released {
+        let Some(renewal) = self.renewal.take() else {
             return;
-        }
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let (store, path, record) = (
-                Arc::clone(&self.store),
-                record_path(self.me.generation),
-                self.released_record(false),
-            );
-            runtime.spawn(async move { store.put(&path, record.into()).await });
-        }
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            renewal.abort();
+            return;
+        };
+        let (writes, store, path, record) = (
+            Arc::clone(&self.writes),
+            Arc::clone(&self.store),
+            record_path(self.me.generation),
+            self.released_record(true),
+        );
+        runtime.spawn(async move {
+            let _ = stop_and_write(&writes, Some(renewal), &store, &path, record).await;
+        });
     }
+}
+
+/// Waits for a renewal in flight, stops the renewals and writes `record`.
+async fn stop_and_write(
+    writes: &tokio::sync::Mutex<bool>,
+    renewal: Option<tokio::task::JoinHandle<()>>,
+    store: &Arc<dyn ObjectStore>,
+    path: &Path,
+    record: Bytes,
+) -> Result<(), object_store::Error> {
+    let mut stopped = writes.lock().await;
+    *stopped = true;
+    if let Some(renewal) = renewal {
+        renewal.abort();
+    }
+    store.put(path, record.into()).await.map(|_| ())
+}
+
+/// The holder of a lock file of an older shelfline, when it is live.
+async fn legacy_holder(
+    store: &Arc<dyn ObjectStore>,
+) -> Result<Option<Holder>, object_store::Error> {
+    #[derive(Deserialize)]
+    struct Legacy {
+        host: String,
+        pid: u32,
+        acquired: DateTime<Utc>,
+        expires: DateTime<Utc>,
+    }
+    let bytes = match store.get(&legacy_path()).await {
+        Ok(result) => result.bytes().await?,
+        Err(object_store::Error::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let Ok(legacy) = serde_json::from_slice::<Legacy>(&bytes) else {
+        return Ok(None);
+    };
+    let dead_here = legacy.host == host_name() && !process_alive(legacy.pid);
+    let live = legacy.expires > Utc::now() && !dead_here;
+    Ok(live.then_some(Holder {
+        generation: 0,
+        host: legacy.host,
+        pid: legacy.pid,
+        machine: None,
+        acquired: legacy.acquired,
+        expires: legacy.expires,
+        released: false,
+        fence_pending: false,
+    }))
 }
 
 fn create() -> PutOptions {
@@ -469,21 +541,28 @@ async fn forget_old_generations(store: &Arc<dyn ObjectStore>, newest: u64) {
     }
 }
 
-/// Renews the lease every quarter of it until aborted, noting in `lease`
-/// until when it is valid by this process's clock.
+/// Renews the lease every quarter of it until stopped, noting in `lease`
+/// until when it is valid by this process's clock. Each write holds
+/// `writes`, which is true once the lock is released.
 async fn renew(
     store: Arc<dyn ObjectStore>,
     mut me: Holder,
     length: Duration,
     lease: Arc<Mutex<Lease>>,
+    writes: Arc<tokio::sync::Mutex<bool>>,
 ) {
     loop {
         tokio::time::sleep(length / 4).await;
+        let stopped = writes.lock().await;
+        if *stopped {
+            return;
+        }
         let sent = Instant::now();
         me.expires = Utc::now() + length;
         let result = store
             .put(&record_path(me.generation), me.bytes().into())
             .await;
+        drop(stopped);
         let mut state = lease.lock().unwrap_or_else(|p| p.into_inner());
         match result {
             Ok(_) => {
@@ -567,14 +646,22 @@ mod tests {
             "{err}"
         );
         assert!(err.contains("memory://lock-busy/"), "{err}");
-        held.release(true).await;
+        held.release(false).await;
         let next = WriterLock::acquire(&root, options(0)).await.unwrap();
         assert_eq!(next.generation(), 2);
-        assert!(!next.took_over_expired());
+        assert!(!next.must_fence(), "the previous holder released it");
+        next.release(true).await;
+        let after = WriterLock::acquire(&root, options(0)).await.unwrap();
+        assert!(
+            after.must_fence(),
+            "the previous holder left its fence pending"
+        );
     }
 
+    /// A holder that is gone or whose lease ran out is taken over; the new
+    /// holder fences, since a holder that did not finish may be alive.
     #[tokio::test]
-    async fn a_dead_holder_is_taken_over_and_an_expired_lease_is_fenced() {
+    async fn a_dead_holder_or_an_expired_lease_is_taken_over_and_fenced() {
         let root = lake("lock-stale");
         let dead = Holder {
             pid: u32::try_from(libc::pid_t::MAX).unwrap(),
@@ -582,8 +669,8 @@ mod tests {
         };
         put_record(&root, &dead).await;
         let lock = WriterLock::acquire(&root, options(0)).await.unwrap();
-        assert!(!lock.took_over_expired());
-        lock.release(true).await;
+        assert!(lock.must_fence());
+        lock.release(false).await;
 
         let expired = Holder {
             host: "elsewhere".to_string(),
@@ -593,7 +680,35 @@ mod tests {
         put_record(&root, &expired).await;
         let lock = WriterLock::acquire(&root, options(0)).await.unwrap();
         assert_eq!(lock.generation(), 4);
-        assert!(lock.took_over_expired());
+        assert!(lock.must_fence());
+    }
+
+    /// A live lock file of a shelfline from before generations is waited
+    /// for; a stale one is not.
+    #[tokio::test]
+    async fn a_live_lock_of_an_older_shelfline_is_waited_for() {
+        let root = lake("lock-legacy");
+        let legacy = |expires: DateTime<Utc>| {
+            serde_json::json!({"host": "elsewhere", "pid": 7, "acquired": Utc::now(), "expires": expires})
+                .to_string()
+        };
+        root.store()
+            .put(
+                &legacy_path(),
+                legacy(Utc::now() + chrono::Duration::seconds(60)).into(),
+            )
+            .await
+            .unwrap();
+        let err = WriterLock::acquire(&root, options(0)).await.err().unwrap();
+        assert!(err.to_string().contains("process 7 on elsewhere"), "{err}");
+        root.store()
+            .put(
+                &legacy_path(),
+                legacy(Utc::now() - chrono::Duration::seconds(1)).into(),
+            )
+            .await
+            .unwrap();
+        WriterLock::acquire(&root, options(0)).await.unwrap();
     }
 
     /// A live holder elsewhere, or in another PID namespace of this host
@@ -640,7 +755,7 @@ mod tests {
         let err = first.ensure_held().await.unwrap_err().to_string();
         assert!(err.contains("taken over by process"), "{err}");
         // Its release leaves the newer holder's lock alone.
-        first.release(true).await;
+        first.release(false).await;
         assert!(WriterLock::acquire(&root, options(0)).await.is_err());
     }
 
@@ -656,7 +771,7 @@ mod tests {
         )
         .await
         .unwrap();
-        lock.renewal.abort();
+        *lock.writes.lock().await = true;
         tokio::time::sleep(Duration::from_millis(60)).await;
         let err = lock.ensure_held().await.unwrap_err().to_string();
         assert!(err.contains("its lease ran out"), "{err}");

@@ -153,6 +153,89 @@ pub struct NewRun {
     pub process_after: Option<DateTime<Utc>>,
 }
 
+/// Which runs [`History::runs`] lists, in which order, and which page.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunQuery {
+    /// Runs in any of these states; all runs when empty.
+    pub states: Vec<RunState>,
+    pub order: RunOrder,
+    pub descending: bool,
+    pub limit: u32,
+    pub offset: u32,
+}
+
+impl RunQuery {
+    /// The newest `limit` runs in any of `states`.
+    pub fn newest(states: Vec<RunState>, limit: u32) -> RunQuery {
+        RunQuery {
+            states,
+            order: RunOrder::Id,
+            descending: true,
+            limit,
+            offset: 0,
+        }
+    }
+}
+
+/// What runs can be ordered by, named as Airflow's `order_by` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunOrder {
+    /// The order runs were added in (`id`).
+    Id,
+    /// `logical_date`, or `execution_date` as Airflow 2 also calls it.
+    LogicalDate,
+    StartDate,
+    EndDate,
+    /// `dag_run_id`.
+    RunId,
+    State,
+}
+
+impl RunOrder {
+    /// The names `order_by` accepts.
+    pub const NAMES: [&str; 7] = [
+        "id",
+        "logical_date",
+        "execution_date",
+        "start_date",
+        "end_date",
+        "dag_run_id",
+        "state",
+    ];
+
+    fn column(self) -> &'static str {
+        match self {
+            RunOrder::Id => "id",
+            RunOrder::LogicalDate => "logical_date",
+            RunOrder::StartDate => "start_date",
+            RunOrder::EndDate => "end_date",
+            RunOrder::RunId => "run_id",
+            RunOrder::State => "state",
+        }
+    }
+}
+
+impl std::str::FromStr for RunOrder {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<RunOrder, String> {
+        Ok(match name {
+            "id" => RunOrder::Id,
+            "logical_date" | "execution_date" => RunOrder::LogicalDate,
+            "start_date" => RunOrder::StartDate,
+            "end_date" => RunOrder::EndDate,
+            "dag_run_id" => RunOrder::RunId,
+            "state" => RunOrder::State,
+            _ => {
+                return Err(format!(
+                    "cannot order by that; order by one of {} (a leading `-` reverses it)",
+                    RunOrder::NAMES.join(", ")
+                ));
+            }
+        })
+    }
+}
+
 /// A DAG run as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunRecord {
@@ -421,28 +504,30 @@ impl History {
         Err(HistoryError::NoSuchRun(key.to_string()))
     }
 
-    /// Runs of `dag_id`, newest first, optionally of one state, with the
-    /// total count before `limit` and `offset`.
+    /// Runs of `dag_id` as `query` says, with the total count before its
+    /// `limit` and `offset`.
     pub fn runs(
         &self,
         dag_id: &str,
-        state: Option<RunState>,
-        limit: u32,
-        offset: u32,
+        query: &RunQuery,
     ) -> Result<(Vec<RunRecord>, u64), HistoryError> {
-        let state = state.map(|s| s.as_str().to_string());
-        let filter = "WHERE dag_id = ?1 AND (?2 IS NULL OR state = ?2)";
+        let states: Vec<&str> = query.states.iter().map(|s| s.as_str()).collect();
+        let states = serde_json::to_string(&states).unwrap_or_else(|_| "[]".to_string());
+        let filter = "WHERE dag_id = ?1 \
+             AND (?2 = '[]' OR state IN (SELECT value FROM json_each(?2)))";
         let total: u64 = self
             .conn()
             .query_row(
                 &format!("SELECT count(*) FROM dag_runs {filter}"),
-                params![dag_id, state],
+                params![dag_id, states],
                 |row| row.get(0),
             )
             .map_err(|e| self.sqlite(e))?;
+        let direction = if query.descending { "DESC" } else { "ASC" };
+        let order = format!("{} {direction}, id {direction}", query.order.column());
         let runs = self.select_runs(
-            &format!("{filter} ORDER BY id DESC LIMIT ?3 OFFSET ?4"),
-            params![dag_id, state, limit, offset],
+            &format!("{filter} ORDER BY {order} LIMIT ?3 OFFSET ?4"),
+            params![dag_id, states, query.limit, query.offset],
         )?;
         Ok((runs, total))
     }
@@ -597,7 +682,9 @@ impl History {
         let active = "state IN ('queued', 'running')";
         let updated = match state {
             RunState::Queued => conn.execute(
-                "UPDATE dag_runs SET state = 'queued', end_date = NULL WHERE run_id = ?1",
+                &format!(
+                    "UPDATE dag_runs SET state = 'queued', end_date = NULL WHERE run_id = ?1 AND {active}"
+                ),
                 params![run_id],
             ),
             RunState::Running => conn.execute(
@@ -644,9 +731,16 @@ impl History {
                 )
                 .map_err(|e| self.sqlite(e))?;
             if ended == 0 {
+                let state: String = tx
+                    .query_row(
+                        "SELECT state FROM dag_runs WHERE run_id = ?1",
+                        [&run.run_id],
+                        |row| row.get(0),
+                    )
+                    .map_err(|e| self.sqlite(e))?;
                 return Err(HistoryError::Ended {
                     run_id: run.run_id.clone(),
-                    state: run.state.as_str(),
+                    state: self.parse::<RunState>(&state)?.as_str(),
                 });
             }
             tx.execute(
@@ -792,16 +886,23 @@ impl History {
     /// attempt allowed (see [`History::restage`] for the tasks that share
     /// the staged output).
     pub fn resume(&self, run_id: &str, now: DateTime<Utc>) -> Result<(), HistoryError> {
-        let interrupted: Vec<TaskId> = self
-            .tasks(run_id)?
-            .into_iter()
-            .filter(|t| t.state == TaskState::Running)
-            .map(|t| t.task)
-            .collect();
-        if interrupted.is_empty() {
-            return Ok(());
-        }
         self.write(|tx| {
+            let interrupted: Vec<TaskId> = tx
+                .prepare(
+                    "SELECT task_id FROM task_instances WHERE run_id = ?1 AND state = 'running'",
+                )
+                .and_then(|mut statement| {
+                    statement
+                        .query_map([run_id], |row| row.get::<_, String>(0))?
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .map_err(|e| self.sqlite(e))?
+                .iter()
+                .map(|task| self.parse(task))
+                .collect::<Result<_, _>>()?;
+            if interrupted.is_empty() {
+                return Ok(());
+            }
             for task in &interrupted {
                 tx.execute(
                     "UPDATE task_attempts SET end_date = ?3, state = 'failed',
@@ -827,7 +928,7 @@ impl History {
         &self,
         run_id: &str,
         extra_tries: u32,
-        conf: &serde_json::Map<String, Value>,
+        conf: &Value,
     ) -> Result<RunRecord, HistoryError> {
         let run = self.find_run(run_id)?;
         if run.state != RunState::Failed {
@@ -842,10 +943,6 @@ impl History {
             .filter(|t| matches!(t.state, TaskState::Failed | TaskState::UpstreamFailed))
             .map(|t| t.task)
             .collect();
-        let mut merged = run.conf.clone();
-        if let Value::Object(map) = &mut merged {
-            map.extend(conf.clone());
-        }
         self.write(|tx| {
             let active: Option<String> = tx
                 .query_row(
@@ -865,7 +962,7 @@ impl History {
             tx.execute(
                 "UPDATE dag_runs SET state = 'queued', end_date = NULL, conf = ?2
                  WHERE run_id = ?1 AND state = 'failed'",
-                params![run.run_id, merged.to_string()],
+                params![run.run_id, conf.to_string()],
             )
             .map_err(|e| self.sqlite(e))?;
             self.requeue(tx, &run.run_id, &failed, extra_tries)
@@ -874,7 +971,8 @@ impl History {
     }
 
     /// Queues `tasks` again, each allowed at least `extra_tries` more
-    /// attempts, and `notify`. `transform`, `quality` and `publish` share a
+    /// attempts, and `notify`, unless the run has ended meanwhile (a user
+    /// cancelled it). `transform`, `quality` and `publish` share a
     /// staged output that lives only in the process that computed it, so
     /// queuing one of them queues all three.
     fn requeue(
@@ -898,7 +996,9 @@ impl History {
             conn.execute(
                 "UPDATE task_instances
                  SET state = 'queued', next_try_at = NULL, max_tries = max(max_tries, try_number + ?3)
-                 WHERE run_id = ?1 AND task_id = ?2 AND state != 'skipped'",
+                 WHERE run_id = ?1 AND task_id = ?2 AND state != 'skipped'
+                   AND EXISTS (SELECT 1 FROM dag_runs
+                               WHERE run_id = ?1 AND state IN ('queued', 'running'))",
                 params![run_id, task.to_string(), extra_tries.max(1)],
             )
             .map_err(|e| self.sqlite(e))?;

@@ -9,6 +9,7 @@
 //! add runs to the history; the executor picks them up.
 
 pub mod clock;
+mod conf;
 pub mod dag;
 pub mod history;
 pub mod lock;
@@ -20,7 +21,7 @@ mod tasks;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +44,8 @@ use schedule::{Handled, Schedule, ScheduleError, Schedules};
 use sensor::SensorPolicy;
 use tasks::{Stage, TaskError};
 
+pub use conf::GUARD_OVERRIDES;
+
 /// How often the daemon looks for runs other processes added.
 const POLL: Duration = Duration::from_secs(2);
 
@@ -61,7 +64,9 @@ pub enum OrchestratorError {
     #[error("`serve.{key}`: {reason}")]
     Setting { key: &'static str, reason: String },
     #[error("`conf.{field}`: {reason}")]
-    Conf { field: &'static str, reason: String },
+    Conf { field: String, reason: String },
+    #[error("logical date {date} is after today ({today}): a run processes a day that has ended")]
+    FutureDate { date: NaiveDate, today: NaiveDate },
     #[error(transparent)]
     Lock(#[from] lock::ExecutorLockError),
 }
@@ -147,6 +152,8 @@ pub enum BackfillDate {
 #[derive(Debug)]
 pub struct Orchestrator {
     pub dag_id: String,
+    /// Other ids the API accepts for the DAG (`dag_aliases`).
+    pub dag_aliases: Vec<String>,
     pub pipeline: Pipeline,
     pub history: History,
     clock: Arc<dyn Clock>,
@@ -187,6 +194,7 @@ impl Orchestrator {
         }
         Ok(Orchestrator {
             dag_id: serve.dag_id.clone(),
+            dag_aliases: serve.dag_aliases.clone(),
             history: History::open(&serve.history)?,
             notifier: Notifier::new(&pipeline.config.notify)?,
             retries: RetryPolicy::from_config(serve)?,
@@ -219,8 +227,9 @@ impl Orchestrator {
         Ok(lock::try_acquire(self.history.path())?)
     }
 
-    /// Adds a manual run (the API). The logical date defaults to yesterday
-    /// in the schedules' time zone, like a scheduled run's.
+    /// Adds a manual run (the API). Without a logical date, a run whose
+    /// `conf` names raw files is dated by their names (else today), any
+    /// other yesterday, in the schedules' time zone.
     pub fn trigger(&self, trigger: Trigger) -> Result<RunRecord, OrchestratorError> {
         let now = self.clock.now();
         let conf = match trigger.conf {
@@ -228,22 +237,28 @@ impl Orchestrator {
             Value::Object(map) => Value::Object(map),
             _ => {
                 return Err(OrchestratorError::Conf {
-                    field: "conf",
+                    field: "conf".to_string(),
                     reason: "must be a JSON object".to_string(),
                 });
             }
         };
-        let names_files = match &conf["files"] {
-            Value::Null => false,
-            Value::Array(files) if files.iter().all(Value::is_string) => true,
-            _ => {
-                return Err(OrchestratorError::Conf {
-                    field: "files",
-                    reason: "must be a list of raw file paths or URLs".to_string(),
-                });
-            }
+        let named = conf::named_files(&conf)?;
+        let names_files = !named.is_empty();
+        // A run that names its files is dated by their names when they
+        // carry a date, else by the trigger's day; any other by yesterday,
+        // like a scheduled run.
+        let logical_date = match trigger.logical_date {
+            Some(date) => date,
+            None if names_files => named
+                .date()
+                .map_err(|e| OrchestratorError::Conf {
+                    field: "files".to_string(),
+                    reason: e.to_string(),
+                })?
+                .unwrap_or_else(|| self.today(now)),
+            None => self.yesterday(now),
         };
-        let logical_date = trigger.logical_date.unwrap_or_else(|| self.yesterday(now));
+        self.check_not_future(logical_date, now)?;
         // The source holds today's state: extracting it is right for the
         // latest date only, never over an older date's archived raw files
         // (unless `conf.extract` says so).
@@ -252,7 +267,7 @@ impl Orchestrator {
             Value::Bool(extract) => *extract,
             _ => {
                 return Err(OrchestratorError::Conf {
-                    field: "extract",
+                    field: "extract".to_string(),
                     reason: "must be true or false".to_string(),
                 });
             }
@@ -309,6 +324,7 @@ impl Orchestrator {
         let (from, to) = dates;
         let mut planned = Vec::new();
         let now = self.clock.now();
+        self.check_not_future(to, now)?;
         for date in from.iter_days().take_while(|d| *d <= to) {
             let status = self.history.date_status(&self.dag_id, date)?;
             if status.active {
@@ -360,9 +376,16 @@ impl Orchestrator {
             // Left by a process that stopped: carry it on as it is.
             return Ok(found);
         }
+        // The guards' overrides hold for the attempt they were given for:
+        // a later retry passes them again or goes without.
+        let mut run_conf = found.conf.clone();
+        if let Value::Object(map) = &mut run_conf {
+            map.retain(|key, _| !GUARD_OVERRIDES.contains(&key.as_str()));
+            map.extend(conf);
+        }
         let run = self
             .history
-            .retry_run(run_id, 1 + self.retries.retries, &conf)?;
+            .retry_run(run_id, 1 + self.retries.retries, &run_conf)?;
         self.wake.notify_one();
         Ok(run)
     }
@@ -374,9 +397,27 @@ impl Orchestrator {
             .create_run(&run, |task| self.retries.max_tries(task), now)?)
     }
 
-    fn yesterday(&self, now: DateTime<Utc>) -> NaiveDate {
+    /// Fails for a logical date after today in the schedules' time zone.
+    fn check_not_future(
+        &self,
+        date: NaiveDate,
+        now: DateTime<Utc>,
+    ) -> Result<(), OrchestratorError> {
         let today = now.with_timezone(&self.timezone).date_naive();
+        if date > today {
+            return Err(OrchestratorError::FutureDate { date, today });
+        }
+        Ok(())
+    }
+
+    fn yesterday(&self, now: DateTime<Utc>) -> NaiveDate {
+        let today = self.today(now);
         today.checked_sub_days(Days::new(1)).unwrap_or(today)
+    }
+
+    /// The day `now` falls on in the schedules' time zone.
+    fn today(&self, now: DateTime<Utc>) -> NaiveDate {
+        now.with_timezone(&self.timezone).date_naive()
     }
 
     /// The daemon's loop: creates scheduled runs when due, and executes
@@ -387,7 +428,8 @@ impl Orchestrator {
     /// execution panicked is failed with the panic's message.
     pub async fn run_scheduler(self: Arc<Self>) {
         let mut executing: JoinSet<(String, RunState)> = JoinSet::new();
-        let mut in_flight: HashSet<String> = HashSet::new();
+        // The runs executing, by the task executing each.
+        let mut in_flight: HashMap<tokio::task::Id, String> = HashMap::new();
         let mut resumed = false;
         let mut failures = 0u32;
         loop {
@@ -412,10 +454,15 @@ impl Orchestrator {
             tokio::select! {
                 _ = self.wake.notified() => {}
                 _ = self.clock.sleep(wait) => {}
-                Some(done) = executing.join_next() => {
-                    if let Ok((run_id, state)) = done {
-                        in_flight.remove(&run_id);
-                        tracing::info!("run {run_id} ended: {}", state.as_str());
+                Some(done) = executing.join_next_with_id() => {
+                    let id = match &done {
+                        Ok((id, _)) => *id,
+                        Err(e) => e.id(),
+                    };
+                    let run_id = in_flight.remove(&id).unwrap_or_default();
+                    match done {
+                        Ok((_, (_, state))) => tracing::info!("run {run_id} ended: {}", state.as_str()),
+                        Err(e) => tracing::error!("run {run_id} stopped: {e}"),
                     }
                 }
             }
@@ -428,7 +475,7 @@ impl Orchestrator {
         self: &Arc<Self>,
         resumed: &mut bool,
         executing: &mut JoinSet<(String, RunState)>,
-        in_flight: &mut HashSet<String>,
+        in_flight: &mut HashMap<tokio::task::Id, String>,
     ) -> Result<(), OrchestratorError> {
         if !*resumed {
             for run_id in self
@@ -446,12 +493,14 @@ impl Orchestrator {
             if in_flight.len() >= self.max_active_runs {
                 break;
             }
-            if in_flight.insert(run.run_id.clone()) {
+            if !in_flight.values().any(|id| *id == run.run_id) {
                 let me = Arc::clone(self);
-                executing.spawn(async move {
+                let run_id = run.run_id.clone();
+                let task = executing.spawn(async move {
                     let state = me.execute_to_the_end(&run.run_id).await;
                     (run.run_id, state)
                 });
+                in_flight.insert(task.id(), run_id);
             }
         }
         Ok(())
@@ -462,28 +511,29 @@ impl Orchestrator {
     async fn execute_to_the_end(&self, run_id: &str) -> RunState {
         loop {
             let attempt = std::panic::AssertUnwindSafe(self.execute(run_id)).catch_unwind();
-            match attempt.await {
+            let reason = match attempt.await {
                 Ok(Ok(state)) => return state,
-                Ok(Err(e)) => {
+                Ok(Err(OrchestratorError::History(e))) if e.is_busy() => {
                     tracing::warn!("run {run_id}: {e}; resuming it");
-                    self.clock.sleep(POLL).await;
+                    tokio::time::sleep(POLL).await;
+                    continue;
                 }
-                Err(panic) => {
-                    let reason = format!(
-                        "the orchestrator panicked executing this run: {}",
-                        crate::raw::reader::panic_message(&panic)
-                    );
-                    tracing::error!("run {run_id}: {reason}");
-                    let now = self.clock.now();
-                    return match self.history.end_run(run_id, RunState::Failed, &reason, now) {
-                        Ok(run) => run.state,
-                        Err(e) => {
-                            tracing::error!("run {run_id}: cannot record its failure: {e}");
-                            RunState::Failed
-                        }
-                    };
+                Ok(Err(e)) => format!("the orchestrator could not go on with this run: {e}"),
+                Err(panic) => format!(
+                    "the orchestrator panicked executing this run: {}",
+                    crate::text::panic_message(&panic)
+                ),
+            };
+            let reason = crate::text::clip(&reason, crate::text::MESSAGE_CHARS);
+            tracing::error!("run {run_id}: {reason}");
+            let now = self.clock.now();
+            return match self.history.end_run(run_id, RunState::Failed, &reason, now) {
+                Ok(run) => run.state,
+                Err(e) => {
+                    tracing::error!("run {run_id}: cannot record its end: {e}");
+                    RunState::Failed
                 }
-            }
+            };
         }
     }
 
@@ -533,15 +583,23 @@ impl Orchestrator {
             Box<dyn Future<Output = (TaskId, u32, Result<tasks::Done, TaskError>)> + Send + 'a>,
         >;
         let mut in_flight: FuturesUnordered<Attempt<'_>> = FuturesUnordered::new();
+        let mut publishing = false;
         loop {
             // A user who ended the run (`runs cancel`, the API) decided:
-            // what is in flight is dropped, which stops it.
-            let current = self.history.find_run(run_id)?;
-            if !matches!(current.state, RunState::Queued | RunState::Running) {
+            // what is in flight is dropped, which stops it, but for a
+            // publication, which finishes first (it may be between two
+            // tables' commits).
+            let current = self.patiently(|| self.history.find_run(run_id)).await?;
+            let ended = !matches!(current.state, RunState::Queued | RunState::Running);
+            if ended && !publishing {
                 return Ok(current.state);
             }
             let now = self.clock.now();
-            let records = self.history.tasks(run_id)?;
+            let records = if ended {
+                Vec::new()
+            } else {
+                self.patiently(|| self.history.tasks(run_id)).await?
+            };
             let states: HashMap<TaskId, TaskState> =
                 records.iter().map(|t| (t.task, t.state)).collect();
             let mut next_wake: Option<DateTime<Utc>> = None;
@@ -553,11 +611,11 @@ impl Orchestrator {
                 match dag::readiness(record.task, |t| states[&t]) {
                     Readiness::Waiting => {}
                     Readiness::Blocked => {
-                        self.history.set_task_state(
-                            run_id,
-                            record.task,
-                            TaskState::UpstreamFailed,
-                        )?;
+                        let blocked = TaskState::UpstreamFailed;
+                        self.patiently(|| {
+                            self.history.set_task_state(run_id, record.task, blocked)
+                        })
+                        .await?;
                         changed = true;
                     }
                     Readiness::Ready => {
@@ -572,7 +630,10 @@ impl Orchestrator {
                             next_wake = Some(next_wake.map_or(time, |w| w.min(time)));
                             continue;
                         }
-                        let try_number = self.history.start_task(run_id, record.task, now)?;
+                        let try_number = self
+                            .patiently(|| self.history.start_task(run_id, record.task, now))
+                            .await?;
+                        publishing |= record.task == TaskId::Publish;
                         let (task, run, stage) = (record.task, &run, &stage);
                         in_flight.push(Box::pin(async move {
                             let attempt =
@@ -606,7 +667,8 @@ impl Orchestrator {
             };
             tokio::select! {
                 Some((task, try_number, result)) = in_flight.next() => {
-                    self.record(run_id, task, try_number, result)?;
+                    publishing &= task != TaskId::Publish;
+                    self.patiently(|| self.record(run_id, task, try_number, &result)).await?;
                 }
                 _ = wait => {}
                 // Real time, whatever the injected clock: the attempts in
@@ -615,19 +677,45 @@ impl Orchestrator {
                 _ = tokio::time::sleep(POLL) => {}
             }
         }
-        let tasks = self.history.tasks(run_id)?;
+        let tasks = self.patiently(|| self.history.tasks(run_id)).await?;
         let state = if tasks.iter().all(|t| t.state.lets_downstream_run()) {
             RunState::Success
         } else {
             RunState::Failed
         };
+        let now = self.clock.now();
         if self
-            .history
-            .set_run_state(run_id, state, self.clock.now())?
+            .patiently(|| self.history.set_run_state(run_id, state, now))
+            .await?
         {
             Ok(state)
         } else {
-            Ok(self.history.find_run(run_id)?.state)
+            Ok(self
+                .patiently(|| self.history.find_run(run_id))
+                .await?
+                .state)
+        }
+    }
+
+    /// Runs `operation` on the history, waiting out another process's
+    /// hold on it (a `sqlite3` shell, a backup), so that an attempt in
+    /// flight is not dropped for it.
+    async fn patiently<T>(
+        &self,
+        operation: impl Fn() -> Result<T, HistoryError>,
+    ) -> Result<T, HistoryError> {
+        let mut told = false;
+        loop {
+            match operation() {
+                Err(e) if e.is_busy() => {
+                    if !told {
+                        tracing::warn!("{e}; waiting");
+                        told = true;
+                    }
+                    tokio::time::sleep(POLL).await;
+                }
+                result => return result,
+            }
         }
     }
 
@@ -638,8 +726,8 @@ impl Orchestrator {
         run_id: &str,
         task: TaskId,
         try_number: u32,
-        result: Result<tasks::Done, TaskError>,
-    ) -> Result<(), OrchestratorError> {
+        result: &Result<tasks::Done, TaskError>,
+    ) -> Result<(), HistoryError> {
         let now = self.clock.now();
         let max_tries = self
             .history
@@ -648,11 +736,14 @@ impl Orchestrator {
             .find(|t| t.task == task)
             .map_or(1, |t| t.max_tries);
         let outcome = match result {
-            Ok((figures, output)) => Outcome::Success { figures, output },
+            Ok((figures, output)) => Outcome::Success {
+                figures: figures.clone(),
+                output: output.clone(),
+            },
             Err(error) if error.stage_lost => {
                 let outcome = Outcome::Failed {
-                    error: error.message,
-                    output: error.output,
+                    error: error.message.clone(),
+                    output: error.output.clone(),
                 };
                 self.history.finish_task(run_id, task, &outcome, now)?;
                 self.history.restage(run_id)?;
@@ -665,15 +756,15 @@ impl Orchestrator {
                     error.message
                 );
                 Outcome::Retry {
-                    error: error.message,
+                    error: error.message.clone(),
                     next_try_at: now + chrono::Duration::from_std(delay).unwrap_or_default(),
                 }
             }
             Err(error) => {
                 tracing::error!("{run_id} {task} failed: {}", error.message);
                 Outcome::Failed {
-                    error: error.message,
-                    output: error.output,
+                    error: error.message.clone(),
+                    output: error.output.clone(),
                 }
             }
         };

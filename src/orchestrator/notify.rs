@@ -22,6 +22,8 @@ use lettre::message::header::ContentType;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use reqwest::Url;
+
+use crate::storage::is_loopback_host;
 use reqwest::header::{self, HeaderValue};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -497,7 +499,7 @@ impl EmailChannel {
         if password.is_some()
             && config.security == SmtpSecurity::None
             && !config.allow_plaintext_credentials
-            && !is_this_machine(&config.host)
+            && !is_loopback_host(&config.host)
         {
             return Err(config_error(
                 "notify.email.security",
@@ -637,7 +639,7 @@ impl WebhookChannel {
             (None, Some(file)) => Some(read_secret_file("notify.webhook.bearer_token_file", file)?),
             (None, None) => None,
         };
-        let local = url.host_str().is_some_and(is_this_machine);
+        let local = url.host_str().is_some_and(is_loopback_host);
         if token.is_some()
             && url.scheme() == "http"
             && !local
@@ -745,24 +747,15 @@ fn shown_url(url: &Url) -> String {
 /// far as they can be told, nothing of a path, query or user part.
 fn shown_url_text(url: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host = authority.rsplit('@').next().unwrap_or_default();
+    // The user part ends at the last `@`, wherever a password's `/` is.
+    let after_user = rest.rsplit_once('@').map_or(rest, |(_, after)| after);
+    let host = after_user.split(['/', '?', '#']).next().unwrap_or_default();
     let shown = if scheme.is_empty() {
         host.to_string()
     } else {
         format!("{scheme}://{host}")
     };
     crate::text::excerpt(shown.as_bytes(), crate::text::VALUE_CHARS)
-}
-
-/// Whether `host` is this machine (a loopback name or address): what is
-/// sent there does not cross a network.
-fn is_this_machine(host: &str) -> bool {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn parse_mailbox(key: &str, address: &str) -> Result<Mailbox, NotifyError> {
@@ -1278,6 +1271,10 @@ mod tests {
             shown_url_text("ftp://u:p@host/services/SeCrEt"),
             "ftp://host"
         );
+        assert_eq!(
+            shown_url_text("https://bot:s3/cr3t@hooks.example.com/x"),
+            "https://hooks.example.com"
+        );
     }
 
     #[test]
@@ -1308,7 +1305,7 @@ mod tests {
             None,
         )
         .unwrap();
-        assert!(is_this_machine("[::1]") && is_this_machine("LOCALHOST"));
-        assert!(!is_this_machine("10.0.0.1"));
+        assert!(is_loopback_host("[::1]") && is_loopback_host("LOCALHOST"));
+        assert!(!is_loopback_host("10.0.0.1"));
     }
 }

@@ -12,10 +12,8 @@
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use object_store::ObjectStoreExt as _;
-use object_store::path::Path;
 
-use crate::raw::{self, CheckReport, RawError};
+use crate::raw::{self, CheckReport, NamedFiles, RawError};
 use crate::storage::Location;
 
 use super::clock::Clock;
@@ -45,20 +43,20 @@ pub enum SensorError {
     Raw(#[from] RawError),
 }
 
-/// Checks the raw set of `date` (and the `extra` files a trigger named,
-/// relative to `raw`) until it is complete or `first_check + timeout` has
+/// Checks the raw set of `date` (with the files a trigger `named` in place
+/// of the layout's) until it is complete or `first_check + timeout` has
 /// passed.
 pub async fn wait_for_raw(
     clock: &dyn Clock,
     raw: &Location,
     date: NaiveDate,
-    extra: &[String],
+    named: &NamedFiles,
     policy: SensorPolicy,
     first_check: DateTime<Utc>,
 ) -> Result<CheckReport, SensorError> {
     let deadline = first_check + chrono::Duration::from_std(policy.timeout).unwrap_or_default();
     loop {
-        let missing = match poke(raw, date, extra, policy.max_row_bytes).await? {
+        let missing = match poke(raw, date, named, policy.max_row_bytes).await? {
             Ok(report) => return Ok(report),
             Err(missing) => missing,
         };
@@ -84,29 +82,12 @@ pub async fn wait_for_raw(
 async fn poke(
     raw: &Location,
     date: NaiveDate,
-    extra: &[String],
+    named: &NamedFiles,
     max_row_bytes: usize,
 ) -> Result<Result<CheckReport, Vec<String>>, RawError> {
-    let mut missing = Vec::new();
-    for file in extra {
-        match raw.store().head(&Path::from(file.as_str())).await {
-            Ok(_) => {}
-            Err(object_store::Error::NotFound { .. }) => missing.push(file.clone()),
-            Err(source) => {
-                return Err(RawError::Store {
-                    file: file.clone(),
-                    source,
-                });
-            }
-        }
-    }
-    match raw::check(raw, date, max_row_bytes).await {
-        Ok(report) if missing.is_empty() => Ok(Ok(report)),
-        Ok(_) => Ok(Err(missing)),
-        Err(RawError::Missing { missing: set, .. }) => {
-            missing.extend(set.into_iter().filter(|f| !extra.contains(f)));
-            Ok(Err(missing))
-        }
+    match raw::check(raw, date, named, max_row_bytes).await {
+        Ok(report) => Ok(Ok(report)),
+        Err(RawError::Missing { missing, .. }) => Ok(Err(missing)),
         Err(e) => Err(e),
     }
 }

@@ -12,7 +12,6 @@ use crate::extract;
 use crate::lake::{LakeError, PublishOptions};
 use crate::raw::ManifestEntry;
 use crate::schema::Table;
-use crate::storage::Location;
 use crate::transform::{self, Checked, Staged, TransformError};
 
 use super::Orchestrator;
@@ -67,7 +66,7 @@ impl TaskError {
     pub fn panicked(task: TaskId, panic: &Box<dyn std::any::Any + Send>) -> TaskError {
         TaskError::fatal(format!(
             "{task} panicked: {}",
-            crate::raw::reader::panic_message(panic)
+            crate::text::panic_message(panic)
         ))
     }
 
@@ -131,7 +130,8 @@ pub async fn run(
         }
         TaskId::WaitForRaw => wait_for_raw(orchestrator, run).await,
         TaskId::Transform => {
-            let staged = transform::compute(&pipeline.config, &pipeline.raw, date)
+            let named = super::conf::named_files(&run.conf).map_err(TaskError::fatal)?;
+            let staged = transform::compute(&pipeline.config, &pipeline.raw, date, &named)
                 .await
                 .map_err(transform_error)?;
             let figures = json!({"quarantined_rows": staged.quarantined()});
@@ -190,9 +190,10 @@ pub async fn run(
 /// (`"allow_shrink": true`) or an older date (`"allow_older": true`), as
 /// `backfill` and `runs retry` set them from their flags.
 pub fn publish_options(config: &Config, run: &RunRecord) -> PublishOptions {
+    let [shrink, older] = super::GUARD_OVERRIDES;
     let mut options = PublishOptions::from_config(config);
-    options.allow_shrink |= run.conf["allow_shrink"] == Value::Bool(true);
-    options.allow_older |= run.conf["allow_older"] == Value::Bool(true);
+    options.allow_shrink |= run.conf[shrink] == Value::Bool(true);
+    options.allow_older |= run.conf[older] == Value::Bool(true);
     options
 }
 
@@ -238,12 +239,12 @@ async fn wait_for_raw(orchestrator: &Orchestrator, run: &RunRecord) -> Result<Do
         .min()
         .unwrap_or_else(|| orchestrator.clock.now());
     let raw = &orchestrator.pipeline.raw;
-    let extra = conf_files(run, raw);
+    let named = super::conf::named_files(&run.conf).map_err(TaskError::fatal)?;
     let waited = sensor::wait_for_raw(
         orchestrator.clock.as_ref(),
         raw,
         run.logical_date,
-        &extra,
+        &named,
         orchestrator.sensor,
         first_check,
     )
@@ -273,33 +274,6 @@ async fn wait_for_raw(orchestrator: &Orchestrator, run: &RunRecord) -> Result<Do
         }
         Err(SensorError::Raw(e)) => Err(TaskError::retryable(e)),
     }
-}
-
-/// The raw files a trigger's `conf.files` names, relative to the raw zone:
-/// the raw zone's URL (`file:///data/raw/`, `s3://bucket/raw/`) or, for a
-/// local one, its path (`/data/raw/`) is stripped from full names.
-pub fn conf_files(run: &RunRecord, raw: &Location) -> Vec<String> {
-    let prefixes = [
-        raw.url().as_str().to_string(),
-        format!("{}/", raw.to_string().trim_end_matches('/')),
-    ];
-    run.conf["files"]
-        .as_array()
-        .map(|files| {
-            files
-                .iter()
-                .filter_map(Value::as_str)
-                .map(|f| {
-                    prefixes
-                        .iter()
-                        .find_map(|prefix| f.strip_prefix(prefix.as_str()))
-                        .unwrap_or(f)
-                        .trim_start_matches('/')
-                        .to_string()
-                })
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 async fn notify(orchestrator: &Orchestrator, run: &RunRecord) -> Result<Done, TaskError> {

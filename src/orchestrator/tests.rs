@@ -437,40 +437,6 @@ fn a_trigger_for_a_past_date_does_not_extract_unless_asked() {
     assert!(run("2025-11-01", serde_json::json!({"extract": true})));
 }
 
-/// `conf.files` may name files as paths relative to the raw zone, or as
-/// full URLs or paths under it.
-#[test]
-fn conf_files_are_found_by_relative_path_url_or_full_path() {
-    let dir = tempfile::tempdir().unwrap();
-    let raw_dir = dir.path().join("raw");
-    std::fs::create_dir_all(&raw_dir).unwrap();
-    let raw = Location::parse(&raw_dir.display().to_string(), &Default::default()).unwrap();
-    let root = raw_dir.canonicalize().unwrap();
-    let o = orchestrator(config(dir.path()), "2026-01-11T03:00:00Z");
-    let files = serde_json::json!([
-        "sales/sales_2026-01-10.csv.gz",
-        format!(
-            "file://{}/inventory/inventory_2026-01-10.csv.gz",
-            root.display()
-        ),
-        format!("{}/store/store_2026-01-10.csv.gz", root.display()),
-    ]);
-    let trigger = super::Trigger {
-        logical_date: Some(golden_date()),
-        conf: serde_json::json!({"files": files}),
-        ..super::Trigger::default()
-    };
-    let run = o.trigger(trigger).unwrap();
-    assert_eq!(
-        super::tasks::conf_files(&run, &raw),
-        [
-            "sales/sales_2026-01-10.csv.gz",
-            "inventory/inventory_2026-01-10.csv.gz",
-            "store/store_2026-01-10.csv.gz"
-        ]
-    );
-}
-
 /// A run ended by a user while it waits on its sensor stops within
 /// seconds, and stays ended: the executor's last word does not overwrite
 /// the user's.

@@ -92,11 +92,14 @@ impl<R: Read> Chunker<R> {
                 self.fill(&mut bytes)?;
                 continue;
             }
-            let end = end_of_last_row(&bytes);
-            // Bytes past the last row end belong to one row, which must
-            // not outgrow the limit however long the input goes on.
+            let (end, longest) = row_ends(&bytes, self.max_row);
+            // A whole row too long, or the bytes past the last row end (one
+            // row, however long the input goes on) beyond the limit.
+            if let Some(start) = longest {
+                return Err(self.row_too_long(&bytes, start));
+            }
             if bytes.len() - end.unwrap_or(0) > self.max_row {
-                return Err(self.row_too_long(&bytes, end));
+                return Err(self.row_too_long(&bytes, end.unwrap_or(0)));
             }
             match (end, self.at_end) {
                 (_, true) => break bytes.len(),
@@ -119,9 +122,9 @@ impl<R: Read> Chunker<R> {
         Ok(Some(chunk))
     }
 
-    /// The error for the over-long row that starts after `end` in `bytes`.
-    fn row_too_long(&self, bytes: &[u8], end: Option<usize>) -> ChunkError {
-        let before = &bytes[..end.unwrap_or(0)];
+    /// The error for the over-long row that starts at `start` in `bytes`.
+    fn row_too_long(&self, bytes: &[u8], start: usize) -> ChunkError {
+        let before = &bytes[..start];
         ChunkError::RowTooLong {
             line: self.next_line + memchr::memchr_iter(b'\n', before).count() as u64,
             max: self.max_row,
@@ -178,22 +181,32 @@ fn rows_in(bytes: &[u8]) -> u64 {
 }
 
 /// The length of the longest prefix of `bytes` that ends with a newline
-/// outside quotes; `bytes` starts outside quotes.
-fn end_of_last_row(bytes: &[u8]) -> Option<usize> {
-    if memchr::memchr(b'"', bytes).is_none() {
-        // No quotes (the common case): the last newline ends a row.
-        return memchr::memrchr(b'\n', bytes).map(|at| at + 1);
+/// outside quotes, and where the first whole row longer than `max_row`
+/// starts, if one is; `bytes` starts outside quotes.
+fn row_ends(bytes: &[u8], max_row: usize) -> (Option<usize>, Option<usize>) {
+    let quoted = memchr::memchr(b'"', bytes).is_some();
+    if !quoted && bytes.len() <= max_row {
+        // No quotes and no room for a long row (the common case with small
+        // chunks): the last newline ends a row.
+        return (memchr::memrchr(b'\n', bytes).map(|at| at + 1), None);
     }
-    let mut quoted = false;
-    let mut end = None;
+    let mut in_quotes = false;
+    let (mut end, mut longest) = (None, None);
+    let mut row_start = 0;
     for at in memchr2_iter(b'"', b'\n', bytes) {
         match bytes[at] {
-            b'"' => quoted = !quoted,
-            _ if !quoted => end = Some(at + 1),
+            b'"' => in_quotes = !in_quotes,
+            _ if !in_quotes => {
+                if longest.is_none() && at + 1 - row_start > max_row {
+                    longest = Some(row_start);
+                }
+                row_start = at + 1;
+                end = Some(row_start);
+            }
             _ => {}
         }
     }
-    end
+    (end, longest)
 }
 
 #[cfg(test)]
@@ -261,6 +274,13 @@ mod tests {
                 "{error:?}"
             );
         }
+        // A long row within a chunk fails as well as one across chunks.
+        let text = format!("h\na,1\n{}\nb,2\n", "x".repeat(300));
+        let mut chunker = Chunker::new(text.as_bytes(), 1 << 20, 100);
+        assert!(matches!(
+            chunker.next_chunk(),
+            Err(ChunkError::RowTooLong { line: 3, max: 100 })
+        ));
         // An endless input without a newline is not read to its end, and
         // after the error no chunk comes from the middle of the row (the
         // other workers of a read share the chunker).

@@ -10,6 +10,7 @@ pub mod chunks;
 pub mod csv;
 pub mod facts;
 pub mod manifest;
+pub mod named;
 pub mod plain;
 pub mod quarantine;
 pub mod reader;
@@ -25,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use manifest::{Manifest, ManifestEntry, Window};
+pub use named::{NamedError, NamedFiles};
 
 use crate::schema::Table;
 use crate::storage::{self, Location};
@@ -184,6 +186,10 @@ pub enum RawError {
     },
     #[error("{file}: the decoder failed ({message}); the file is damaged: extract the date again")]
     Damaged { file: String, message: String },
+    #[error(transparent)]
+    Named(#[from] NamedError),
+    #[error("{file}: not in the raw zone's store ({raw}): name a file there")]
+    Elsewhere { file: String, raw: String },
 }
 
 fn budget_note(budget: u64) -> String {
@@ -209,39 +215,54 @@ pub struct RawFile {
 #[derive(Debug, Clone)]
 pub struct RawSet {
     pub date: NaiveDate,
+    /// What the files' paths are relative to: the raw zone, or the root of
+    /// its bucket when a run named a file outside the raw zone's folder.
+    pub root: Location,
     pub files: BTreeMap<Table, RawFile>,
     pub manifest: Option<Manifest>,
 }
 
 impl RawSet {
-    /// Finds the five files of `date`; fails listing every missing file and
-    /// every table present in both formats.
-    pub async fn locate(raw: &Location, date: NaiveDate) -> Result<RawSet, RawError> {
+    /// Finds the five files of `date` (the `named` ones in place of the
+    /// layout's); fails listing every missing file and every table present
+    /// in both formats. Named files are verified against the manifest
+    /// only when they are the files it lists.
+    pub async fn locate(
+        raw: &Location,
+        date: NaiveDate,
+        named: &NamedFiles,
+    ) -> Result<RawSet, RawError> {
+        let Placement {
+            root,
+            prefix,
+            named,
+        } = resolve(raw, named)?;
         let mut files = BTreeMap::new();
         let mut missing = Vec::new();
         let mut both = Vec::new();
         for table in Table::ALL {
+            let candidates = match named.get(&table) {
+                Some((path, format, _)) => vec![(path.clone(), *format)],
+                None => RawFormat::ALL
+                    .map(|format| (rebased(&prefix, file_path(table, date, format)), format))
+                    .to_vec(),
+            };
             let mut found = Vec::new();
-            for format in RawFormat::ALL {
-                let path = file_path(table, date, format);
-                match raw.store().head(&path).await {
-                    Ok(meta) => found.push(RawFile {
+            for (path, format) in candidates {
+                if let Some(bytes) = size_of(&root, &path).await? {
+                    found.push(RawFile {
                         table,
                         format,
                         path,
-                        bytes: meta.size,
-                    }),
-                    Err(object_store::Error::NotFound { .. }) => {}
-                    Err(source) => {
-                        return Err(RawError::Store {
-                            file: path.to_string(),
-                            source,
-                        });
-                    }
+                        bytes,
+                    });
                 }
             }
             match found.len() {
-                0 => missing.push(file_path(table, date, RawFormat::CsvGz).to_string()),
+                0 => missing.push(match named.get(&table) {
+                    Some((_, _, given)) => given.clone(),
+                    None => file_path(table, date, RawFormat::CsvGz).to_string(),
+                }),
                 1 => {
                     files.insert(table, found.remove(0));
                 }
@@ -259,11 +280,19 @@ impl RawSet {
             return Err(RawError::BothFormats { date, tables: both });
         }
         let manifest = Manifest::read(raw, date).await?;
-        if let Some(manifest) = &manifest {
-            manifest.check_files(&files)?;
-        }
+        let manifest = match manifest {
+            Some(manifest) if named.is_empty() => {
+                manifest.check_files(&files)?;
+                Some(manifest)
+            }
+            // Files a run named are another producer's unless they are
+            // exactly the ones the manifest lists.
+            Some(manifest) => manifest.check_files(&files).is_ok().then_some(manifest),
+            None => None,
+        };
         Ok(RawSet {
             date,
+            root,
             files,
             manifest,
         })
@@ -272,6 +301,85 @@ impl RawSet {
     /// The manifest entry of `table`, when there is a manifest.
     pub fn manifest_entry(&self, table: Table) -> Option<&ManifestEntry> {
         self.manifest.as_ref()?.tables.get(table.name())
+    }
+}
+
+/// A named file's path, format and name as given.
+type Resolved = (Path, RawFormat, String);
+
+/// Where a set's files are read from.
+struct Placement {
+    /// What every file's path is relative to: the raw zone, or its bucket's
+    /// root when a named file lies outside the raw zone's folder.
+    root: Location,
+    /// The raw zone's folder in `root`, when `root` is its bucket.
+    prefix: Option<Path>,
+    named: BTreeMap<Table, Resolved>,
+}
+
+/// Places the named files in the raw zone's store.
+fn resolve(raw: &Location, named: &NamedFiles) -> Result<Placement, RawError> {
+    let mut found = BTreeMap::new();
+    for (table, given) in named.iter() {
+        let (root, path) = raw.find(given).ok_or_else(|| RawError::Elsewhere {
+            file: crate::text::clip(given, 120),
+            raw: raw.to_string(),
+        })?;
+        found.insert(table, (root, path, named::format_of(given)?, given));
+    }
+    let Some(bucket) = found
+        .values()
+        .find(|(root, ..)| root.url() != raw.url())
+        .map(|(root, ..)| root.clone())
+    else {
+        let files = found
+            .into_iter()
+            .map(|(table, (_, path, format, given))| (table, (path, format, given.to_string())))
+            .collect();
+        return Ok(Placement {
+            root: raw.clone(),
+            prefix: None,
+            named: files,
+        });
+    };
+    let prefix = Path::from_url_path(raw.url().path()).map_err(|e| RawError::Elsewhere {
+        file: e.to_string(),
+        raw: raw.to_string(),
+    })?;
+    let files = found
+        .into_iter()
+        .map(|(table, (root, path, format, given))| {
+            let path = match root.url() == raw.url() {
+                true => rebased(&Some(prefix.clone()), path),
+                false => path,
+            };
+            (table, (path, format, given.to_string()))
+        })
+        .collect();
+    Ok(Placement {
+        root: bucket,
+        prefix: Some(prefix),
+        named: files,
+    })
+}
+
+/// `path` below `prefix`, when there is one.
+fn rebased(prefix: &Option<Path>, path: Path) -> Path {
+    match prefix {
+        Some(prefix) => prefix.parts().chain(path.parts()).collect(),
+        None => path,
+    }
+}
+
+/// The size of the object at `path`, or `None` when there is none.
+async fn size_of(root: &Location, path: &Path) -> Result<Option<u64>, RawError> {
+    match root.store().head(path).await {
+        Ok(meta) => Ok(Some(meta.size)),
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(source) => Err(RawError::Store {
+            file: path.to_string(),
+            source,
+        }),
     }
 }
 
@@ -305,21 +413,28 @@ impl fmt::Display for CheckReport {
     }
 }
 
-/// Checks that the raw set of `date` is complete, and when a manifest exists,
-/// that every file has the manifest's size, sha256 and rows (rows no longer
-/// than `max_row_bytes`). The files are verified in parallel.
+/// Checks that the raw set of `date` (with the `named` files) is complete,
+/// and when a manifest exists, that every file has the manifest's size,
+/// sha256 and rows (rows no longer than `max_row_bytes`).
 pub async fn check(
     raw: &Location,
     date: NaiveDate,
+    named: &NamedFiles,
     max_row_bytes: usize,
 ) -> Result<CheckReport, RawError> {
-    let set = RawSet::locate(raw, date).await?;
+    let set = RawSet::locate(raw, date, named).await?;
+    verify_set(&set, max_row_bytes).await?;
+    Ok(CheckReport { set })
+}
+
+/// Verifies the files of `set` against its manifest, in parallel.
+pub async fn verify_set(set: &RawSet, max_row_bytes: usize) -> Result<(), RawError> {
     let checks = set.files.values().filter_map(|file| {
         let entry = set.manifest_entry(file.table)?.clone();
-        Some(verify(raw.clone(), file.clone(), entry, max_row_bytes))
+        Some(verify(set.root.clone(), file.clone(), entry, max_row_bytes))
     });
     futures::future::try_join_all(checks).await?;
-    Ok(CheckReport { set })
+    Ok(())
 }
 
 /// Verifies one file against its manifest entry: bytes and sha256 first

@@ -65,6 +65,8 @@ pub struct RawSource {
     pub quarantine: Arc<Quarantine>,
     /// The longest CSV row read (`max_row_bytes`).
     pub max_row_bytes: usize,
+    /// Decompressed bytes per CSV chunk (see [`super::chunks`]).
+    pub chunk_bytes: usize,
     /// Set by the first complete read, which validated every field.
     facts: Arc<OnceLock<ScanFacts>>,
 }
@@ -83,6 +85,7 @@ impl RawSource {
             entry,
             quarantine,
             max_row_bytes: crate::config::Config::default().max_row_bytes,
+            chunk_bytes: CHUNK_BYTES,
             facts: Arc::default(),
         }
     }
@@ -232,7 +235,7 @@ impl Scan {
                 let completed = std::panic::catch_unwind(decode).unwrap_or_else(|panic| {
                     Err(RawError::Damaged {
                         file: scan.source.file.path.to_string(),
-                        message: crate::text::clip(&panic_message(&panic), 200),
+                        message: crate::text::clip(&crate::text::panic_message(&panic), 200),
                     })
                 });
                 engine_error(scan.finish(completed, &pass))
@@ -393,7 +396,9 @@ impl Scan {
         // types are checked against the Parquet schema itself, and decoding
         // a damaged embedded schema can panic.
         let options = ArrowReaderOptions::new().with_skip_arrow_metadata(true);
-        let metadata = ArrowReaderMetadata::load(&open()?, options).map_err(parquet_error)?;
+        let input = open()?;
+        let metadata = ArrowReaderMetadata::load(&input, options).map_err(parquet_error)?;
+        check_parquet_layout(&pass.file, metadata.metadata(), input.len())?;
         check_parquet_schema(self.source.file.table, &pass.file, metadata.schema())?;
         let mask = ProjectionMask::roots(metadata.parquet_schema(), pass.decoded.iter().copied());
         let groups = metadata.metadata().num_row_groups();
@@ -450,7 +455,8 @@ impl Scan {
             empty => {
                 let input = HashingReader::new(open_sync(&self.source.raw, file)?);
                 let gzip = MultiGzDecoder::new(BufReader::with_capacity(1 << 20, input));
-                empty.insert(Chunker::new(gzip, CHUNK_BYTES, self.source.max_row_bytes))
+                let source = &self.source;
+                empty.insert(Chunker::new(gzip, source.chunk_bytes, source.max_row_bytes))
             }
         };
         let chunk = chunker.next_chunk().map_err(|e| match e {
@@ -707,13 +713,36 @@ fn fetch(raw: &Location, file: &RawFile) -> Result<bytes::Bytes, RawError> {
         })
 }
 
-/// The text of a caught panic's payload.
-pub fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".to_string())
+/// Every column chunk the footer names must lie within the file: the
+/// decoder trusts these offsets (and panics on some it cannot use).
+fn check_parquet_layout(
+    file: &str,
+    metadata: &datafusion::parquet::file::metadata::ParquetMetaData,
+    file_bytes: u64,
+) -> Result<(), RawError> {
+    for (group, row_group) in metadata.row_groups().iter().enumerate() {
+        for chunk in row_group.columns() {
+            let start = chunk
+                .dictionary_page_offset()
+                .unwrap_or(chunk.data_page_offset());
+            let length = chunk.compressed_size();
+            let fits = u64::try_from(start)
+                .ok()
+                .zip(u64::try_from(length).ok())
+                .and_then(|(start, length)| start.checked_add(length))
+                .is_some_and(|end| end <= file_bytes);
+            if !fits || row_group.num_rows() < 0 {
+                return Err(RawError::Damaged {
+                    file: file.to_string(),
+                    message: format!(
+                        "row group {group}: column {} lies outside the file",
+                        crate::text::excerpt(chunk.column_path().string().as_bytes(), 60)
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The values a Parquet type can hold but the contract's cannot: a DATE

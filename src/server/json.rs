@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 use super::ApiError;
 use crate::orchestrator::Trigger;
 use crate::orchestrator::dag::RunState;
-use crate::orchestrator::history::{RunRecord, RunType, TaskRecord};
+use crate::orchestrator::history::{RunQuery, RunRecord, RunType, TaskRecord};
 use crate::text::{VALUE_CHARS, excerpt};
 
 /// Fields of Airflow's DAGRun that a trigger may send; others are refused.
@@ -40,6 +40,61 @@ pub fn run_state_change(body: &[u8]) -> Result<RunState, ApiError> {
             "state must be \"failed\", \"success\" or \"queued\"",
         )),
     }
+}
+
+/// Parses the query of `GET dagRuns` as Airflow's clients send it:
+/// `limit`, `offset`, `state` (repeated for several states, or separated by
+/// commas) and `order_by` (a leading `-` reverses). Airflow's default order
+/// is the order runs were added in.
+pub fn run_query(query: Option<&str>) -> Result<RunQuery, ApiError> {
+    let mut parsed = RunQuery {
+        descending: false,
+        ..RunQuery::newest(Vec::new(), 100)
+    };
+    let pairs = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes());
+    for (key, value) in pairs {
+        let number = || {
+            value.parse::<u32>().map_err(|_| {
+                ApiError::field(key.to_string(), format!("{key} must be a whole number ≥ 0"))
+            })
+        };
+        match key.as_ref() {
+            "limit" => parsed.limit = number()?.min(1000),
+            "offset" => parsed.offset = number()?,
+            "state" => {
+                for state in value.split(',').filter(|s| !s.is_empty()) {
+                    let state = state
+                        .parse()
+                        .map_err(|e: String| ApiError::field("state", e))?;
+                    parsed.states.push(state);
+                }
+            }
+            "order_by" => {
+                let (descending, name) = match value.strip_prefix('-') {
+                    Some(name) => (true, name),
+                    None => (false, value.as_ref()),
+                };
+                parsed.order = name.parse().map_err(|e: String| {
+                    ApiError::field("order_by", format!("order_by \"{}\": {e}", shown(name)))
+                })?;
+                parsed.descending = descending;
+            }
+            other => {
+                return Err(ApiError::field(
+                    other.to_string(),
+                    format!(
+                        "unknown query parameter \"{}\" (known: limit, offset, state, order_by)",
+                        shown(other)
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(parsed)
+}
+
+fn shown(text: &str) -> String {
+    excerpt(text.as_bytes(), VALUE_CHARS)
 }
 
 /// Parses the body of `POST dagRuns`.
@@ -185,9 +240,44 @@ pub fn task_instance(run: &RunRecord, task: &TaskRecord, tz: Tz) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::orchestrator::history::RunOrder;
 
-    fn field_of(body: &str) -> Option<&'static str> {
-        trigger(body.as_bytes(), chrono_tz::UTC).unwrap_err().field
+    fn field_of(body: &str) -> String {
+        let error = trigger(body.as_bytes(), chrono_tz::UTC).unwrap_err();
+        error.field.unwrap_or_default()
+    }
+
+    #[test]
+    fn run_lists_take_airflows_filters_and_orders() {
+        let query = run_query(Some(
+            "state=success&state=failed,queued&order_by=-execution_date&limit=5000",
+        ))
+        .unwrap();
+        assert_eq!(
+            query.states,
+            [RunState::Success, RunState::Failed, RunState::Queued]
+        );
+        assert_eq!(
+            (query.order, query.descending, query.limit),
+            (RunOrder::LogicalDate, true, 1000)
+        );
+        let default = run_query(None).unwrap();
+        assert_eq!(
+            (default.order, default.descending, default.limit),
+            (RunOrder::Id, false, 100)
+        );
+        for (bad, field) in [
+            ("order_by=conf", "order_by"),
+            ("state=done", "state"),
+            ("limit=-1", "limit"),
+            ("x=1", "x"),
+        ] {
+            assert_eq!(
+                run_query(Some(bad)).unwrap_err().field.as_deref(),
+                Some(field),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
@@ -212,19 +302,13 @@ mod tests {
 
     #[test]
     fn bad_fields_are_named() {
-        assert_eq!(
-            field_of(r#"{"logical_date": "yesterday"}"#),
-            Some("logical_date")
-        );
-        assert_eq!(
-            field_of(r#"{"logical_date": 20250107}"#),
-            Some("logical_date")
-        );
-        assert_eq!(field_of(r#"{"dag_run_id": ""}"#), Some("dag_run_id"));
-        assert_eq!(field_of(r#"{"dag_run_id": "a b"}"#), Some("dag_run_id"));
-        assert_eq!(field_of(r#"{"conf": [1]}"#), Some("conf"));
-        assert_eq!(field_of(r#"{"confs": {}}"#), Some("body"));
-        assert_eq!(field_of("[]"), Some("body"));
-        assert_eq!(field_of("{"), Some("body"));
+        assert_eq!(field_of(r#"{"logical_date": "yesterday"}"#), "logical_date");
+        assert_eq!(field_of(r#"{"logical_date": 20250107}"#), "logical_date");
+        assert_eq!(field_of(r#"{"dag_run_id": ""}"#), "dag_run_id");
+        assert_eq!(field_of(r#"{"dag_run_id": "a b"}"#), "dag_run_id");
+        assert_eq!(field_of(r#"{"conf": [1]}"#), "conf");
+        assert_eq!(field_of(r#"{"confs": {}}"#), "body");
+        assert_eq!(field_of("[]"), "body");
+        assert_eq!(field_of("{"), "body");
     }
 }

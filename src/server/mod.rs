@@ -30,16 +30,15 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::orchestrator::dag::RunState;
-use crate::orchestrator::history::HistoryError;
+use crate::orchestrator::history::{HistoryError, RunQuery};
 use crate::orchestrator::{Orchestrator, OrchestratorError};
 pub use auth::{Credentials, CredentialsError};
 
@@ -66,7 +65,7 @@ pub enum ServerError {
 pub struct ApiError {
     status: StatusCode,
     detail: String,
-    field: Option<&'static str>,
+    field: Option<String>,
 }
 
 impl ApiError {
@@ -78,9 +77,9 @@ impl ApiError {
         }
     }
 
-    fn field(field: &'static str, detail: impl Into<String>) -> ApiError {
+    fn field(field: impl Into<String>, detail: impl Into<String>) -> ApiError {
         ApiError {
-            field: Some(field),
+            field: Some(field.into()),
             ..ApiError::new(StatusCode::BAD_REQUEST, detail)
         }
     }
@@ -104,9 +103,17 @@ impl From<OrchestratorError> for ApiError {
     fn from(error: OrchestratorError) -> ApiError {
         match error {
             OrchestratorError::Conf { field, reason } => {
-                ApiError::field(field_name(field), format!("conf.{field}: {reason}"))
+                let field = match field.as_str() {
+                    "conf" => field,
+                    key => format!("conf.{key}"),
+                };
+                let detail = format!("{field}: {reason}");
+                ApiError::field(field, detail)
             }
             OrchestratorError::History(e) => e.into(),
+            future @ OrchestratorError::FutureDate { .. } => {
+                ApiError::field("logical_date", future.to_string())
+            }
             other => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
         }
     }
@@ -139,14 +146,6 @@ impl From<HistoryError> for ApiError {
             }
         };
         ApiError::new(status, error.to_string())
-    }
-}
-
-fn field_name(field: &'static str) -> &'static str {
-    match field {
-        "files" => "conf.files",
-        "extract" => "conf.extract",
-        _ => "conf",
     }
 }
 
@@ -281,14 +280,23 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
 }
 
+/// A value from a request, as an error shows it.
+fn shown(text: &str) -> String {
+    crate::text::excerpt(text.as_bytes(), crate::text::VALUE_CHARS)
+}
+
+/// Accepts the DAG's id and its aliases (`dag_aliases`: the id an existing
+/// trigger sends, e.g. the original pipeline's `batch_processing_dag`).
 fn check_dag(api: &Api, dag_id: &str) -> Result<(), ApiError> {
-    if dag_id == api.orchestrator.dag_id {
+    if dag_id == api.orchestrator.dag_id || api.orchestrator.dag_aliases.iter().any(|a| a == dag_id)
+    {
         Ok(())
     } else {
         Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!(
-                "no DAG {dag_id:?}; this server runs {:?}",
+                "no DAG \"{}\"; this server runs {:?}",
+                shown(dag_id),
                 api.orchestrator.dag_id
             ),
         ))
@@ -351,47 +359,15 @@ async fn patch_run(
     Ok(axum::Json(json::dag_run(&run, api.orchestrator.timezone())))
 }
 
-/// `GET dagRuns` query parameters.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ListQuery {
-    limit: Option<u32>,
-    offset: Option<u32>,
-    state: Option<String>,
-    order_by: Option<String>,
-}
-
 async fn list_runs(
     State(api): State<Api>,
     Path(dag_id): Path<String>,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    RawQuery(query): RawQuery,
 ) -> Result<axum::Json<Value>, ApiError> {
     check_dag(&api, &dag_id)?;
-    let Query(query) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
-    let state = query
-        .state
-        .as_deref()
-        .map(str::parse)
-        .transpose()
-        .map_err(|e: String| ApiError::field("state", e))?;
-    if let Some(order) = query
-        .order_by
-        .as_deref()
-        .filter(|o| *o != "-id" && *o != "-logical_date")
-    {
-        return Err(ApiError::field(
-            "order_by",
-            format!("order_by {order:?} is not supported (newest first is the order)"),
-        ));
-    }
-    let (limit, offset) = (
-        query.limit.unwrap_or(100).min(1000),
-        query.offset.unwrap_or(0),
-    );
-    let (runs, total) = blocking(&api, move |o| {
-        Ok(o.history.runs(&dag_id, state, limit, offset)?)
-    })
-    .await?;
+    let query = json::run_query(query.as_deref())?;
+    let dag_id = api.orchestrator.dag_id.clone();
+    let (runs, total) = blocking(&api, move |o| Ok(o.history.runs(&dag_id, &query)?)).await?;
     let tz = api.orchestrator.timezone();
     Ok(axum::Json(json!({
         "dag_runs": runs.iter().map(|r| json::dag_run(r, tz)).collect::<Vec<_>>(),
@@ -407,7 +383,7 @@ async fn get_run(
     let run = blocking(&api, move |o| {
         Ok(o.history
             .run(&run_id)?
-            .ok_or(HistoryError::NoSuchRun(run_id))?)
+            .ok_or_else(|| HistoryError::NoSuchRun(shown(&run_id)))?)
     })
     .await?;
     Ok(axum::Json(json::dag_run(&run, api.orchestrator.timezone())))
@@ -422,7 +398,7 @@ async fn task_instances(
         let run = o
             .history
             .run(&run_id)?
-            .ok_or(HistoryError::NoSuchRun(run_id))?;
+            .ok_or_else(|| HistoryError::NoSuchRun(shown(&run_id)))?;
         let tasks = o.history.tasks(&run.run_id)?;
         Ok((run, tasks))
     })
@@ -438,7 +414,9 @@ async fn metrics(State(api): State<Api>) -> Result<Response, ApiError> {
     let dag = api.orchestrator.dag_id.clone();
     let ((runs, tasks), latest) = blocking(&api, move |o| {
         let counts = o.history.counts(&dag)?;
-        let (latest, _) = o.history.runs(&dag, Some(RunState::Success), 1, 0)?;
+        let (latest, _) = o
+            .history
+            .runs(&dag, &RunQuery::newest(vec![RunState::Success], 1))?;
         Ok((counts, latest))
     })
     .await?;

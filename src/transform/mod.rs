@@ -43,7 +43,7 @@ use crate::lake::{
 };
 use crate::raw::facts::{DateTotals, ScanFacts};
 use crate::raw::quarantine::Quarantine;
-use crate::raw::{RawError, RawSet};
+use crate::raw::{NamedFiles, RawError, RawSet};
 use crate::schema::{self, Table};
 use crate::storage::Location;
 use quality::Violation;
@@ -181,7 +181,7 @@ pub async fn transform(
     date: NaiveDate,
     run: &str,
 ) -> Result<TransformReport, TransformError> {
-    compute(config, raw, date)
+    compute(config, raw, date, &NamedFiles::default())
         .await?
         .check()
         .await?
@@ -217,28 +217,26 @@ pub struct Checked {
     pub weeks: WeekRows,
 }
 
-/// Steps 1 and 2: locates the raw set of `date` and computes the weekly
-/// fact, with the engine `config` names.
+/// Steps 1 and 2: locates the raw set of `date` (the `named` files in
+/// place of the layout's) and computes the weekly fact, with the engine
+/// `config` names.
 pub async fn compute(
     config: &Config,
     raw: &Location,
     date: NaiveDate,
+    named: &NamedFiles,
 ) -> Result<Staged, TransformError> {
-    let set = RawSet::locate(raw, date).await?;
+    let set = RawSet::locate(raw, date, named).await?;
     match config.engine {
-        EngineKind::Local => compute_locally(config, raw, set).await,
-        EngineKind::Ballista => on_cluster::compute(config, raw, set).await,
+        EngineKind::Local => compute_locally(config, set).await,
+        EngineKind::Ballista => on_cluster::compute(config, set).await,
     }
 }
 
 /// Computes the weekly fact in this process, in one pass over the big
 /// files (which also parses and validates every field and gathers what the
 /// checks need), staged in a scratch folder.
-async fn compute_locally(
-    config: &Config,
-    raw: &Location,
-    set: RawSet,
-) -> Result<Staged, TransformError> {
+async fn compute_locally(config: &Config, set: RawSet) -> Result<Staged, TransformError> {
     let ctx = crate::engine::session(config)?;
     // The staged files are read whole, each by one partition: DataFusion
     // reads a split Arrow file's part at once, not batch by batch.
@@ -249,7 +247,7 @@ async fn compute_locally(
         .optimizer
         .repartition_file_scans = false;
     let quarantine = Arc::new(Quarantine::new(config.error_budget));
-    let tables = raw_tables::register(&ctx, raw, &set, &quarantine, config.max_row_bytes)?;
+    let tables = raw_tables::register(&ctx, &set, &quarantine, config.max_row_bytes)?;
     let scratch = scratch::Scratch::create(&config.scratch_dir).map_err(TransformError::Scratch)?;
     let started = Instant::now();
     tables.load_dimensions(&ctx).await?;

@@ -38,22 +38,17 @@ use crate::config::Config;
 use crate::raw::quarantine::Quarantine;
 use crate::raw::{self, RawSet};
 use crate::schema::{self, Table};
-use crate::storage::Location;
 
 /// Computes the weekly fact of `set` on the cluster `config` names.
-pub(super) async fn compute(
-    config: &Config,
-    raw: &Location,
-    set: RawSet,
-) -> Result<Staged, TransformError> {
+pub(super) async fn compute(config: &Config, set: RawSet) -> Result<Staged, TransformError> {
     if config.error_budget > 0 {
         return Err(TransformError::BudgetOnCluster(config.error_budget));
     }
-    let cluster = crate::engine::cluster_session(config, raw).await?;
-    stock_tables::register(&cluster, raw, &set).await?;
+    let cluster = crate::engine::cluster_session(config, &set.root).await?;
+    stock_tables::register(&cluster, &set).await?;
     let started = Instant::now();
     let (facts, _) = futures::try_join!(stock_tables::gather_facts(&cluster, &set), async {
-        raw::check(raw, set.date, config.max_row_bytes)
+        raw::verify_set(&set, config.max_row_bytes)
             .await
             .map_err(TransformError::from)
     })?;

@@ -31,7 +31,6 @@ use crate::raw::facts::ScanFacts;
 use crate::raw::quarantine::Quarantine;
 use crate::raw::reader::{RawSource, Scan};
 use crate::schema::Table;
-use crate::storage::Location;
 
 /// The registered raw files, to ask what their scans found.
 pub struct RawTables {
@@ -42,7 +41,6 @@ pub struct RawTables {
 /// `calendar`, `sales` and `inventory`.
 pub fn register(
     ctx: &SessionContext,
-    raw: &Location,
     set: &RawSet,
     quarantine: &Arc<Quarantine>,
     max_row_bytes: usize,
@@ -50,7 +48,7 @@ pub fn register(
     let mut sources = BTreeMap::new();
     for file in set.files.values() {
         let source = RawSource::new(
-            raw.clone(),
+            set.root.clone(),
             file.clone(),
             set.manifest_entry(file.table).cloned(),
             Arc::clone(quarantine),

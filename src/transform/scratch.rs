@@ -36,10 +36,14 @@ impl Scratch {
             }
         }
         let dir = tempfile::Builder::new().prefix(PREFIX).tempdir_in(root)?;
-        let lock = File::create(dir.path().join(LOCK))?;
+        // Locked before it takes its name, so that no other transform ever
+        // sees the folder with a lock file nobody holds.
+        let unnamed = dir.path().join(format!("{LOCK}.new"));
+        let lock = File::create(&unnamed)?;
         if !try_lock(&lock) {
             return Err(std::io::Error::other("cannot lock a new scratch folder"));
         }
+        std::fs::rename(&unnamed, dir.path().join(LOCK))?;
         Ok(Scratch { dir, _lock: lock })
     }
 

@@ -33,13 +33,9 @@ const EXAMPLES: usize = 5;
 /// Registers the five raw files of `set` as tables `store`, `product`,
 /// `calendar`, `sales` and `inventory` of `ctx` (CSV files as views over a
 /// text table `<table>_text`).
-pub async fn register(
-    ctx: &SessionContext,
-    raw: &Location,
-    set: &RawSet,
-) -> Result<(), TransformError> {
+pub async fn register(ctx: &SessionContext, set: &RawSet) -> Result<(), TransformError> {
     for file in set.files.values() {
-        let url = file_url(raw, file);
+        let url = file_url(&set.root, file);
         let table = file.table;
         match file.format {
             RawFormat::Parquet => {

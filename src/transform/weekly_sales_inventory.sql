@@ -81,7 +81,8 @@ weekly AS (
            -- from the exact decimals, so that no input can make the
            -- product overflow a DECIMAL.
            SUM(CASE WHEN d.low = 1 AND d.qty > 0
-                    THEN CAST(d.amt AS DOUBLE) * CAST(d.qty - d.on_hand AS DOUBLE)
+                    THEN CAST(d.amt AS DOUBLE)
+                         * (CAST(d.qty AS DOUBLE) - CAST(d.on_hand AS DOUBLE))
                          / CAST(d.qty AS DOUBLE)
                     ELSE 0.0 END)                   AS potential_low_stock_impact,
            -- Sales made while flagged out of stock.

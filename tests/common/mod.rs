@@ -55,6 +55,13 @@ pub fn test_server(var: &str) -> String {
     })
 }
 
+/// `bytes` compressed with gzip.
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut gzip = GzEncoder::new(Vec::new(), Compression::default());
+    gzip.write_all(bytes).unwrap();
+    gzip.finish().unwrap()
+}
+
 /// A scratch folder with a raw zone and a lake, and a pipeline over them.
 pub struct Workspace {
     pub dir: tempfile::TempDir,
@@ -126,9 +133,7 @@ impl Workspace {
             let folder = self.raw_dir().join(table.name());
             std::fs::create_dir_all(&folder).unwrap();
             let path = folder.join(format!("{}_{date}.csv.gz", table.name()));
-            let mut gzip = GzEncoder::new(Vec::new(), Compression::default());
-            gzip.write_all(text.as_bytes()).unwrap();
-            std::fs::write(path, gzip.finish().unwrap()).unwrap();
+            std::fs::write(path, gzip(text.as_bytes())).unwrap();
         }
     }
 
@@ -212,7 +217,7 @@ fn floats_close(x: &str, y: &str) -> bool {
 pub async fn load_golden_into_source(staging: &Workspace, target: &Workspace) {
     use futures::TryStreamExt;
     use shelfline::raw::{RawSet, quarantine::Quarantine, reader::RawSource};
-    let set = RawSet::locate(&staging.pipeline.raw, golden_date())
+    let set = RawSet::locate(&staging.pipeline.raw, golden_date(), &Default::default())
         .await
         .unwrap();
     target.pipeline.source.create_tables().unwrap();
