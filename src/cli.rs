@@ -23,8 +23,25 @@ pub struct Cli {
     /// tables).
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// How log lines are written to stderr: `text` for people, `json` (one
+    /// object per line) for log shippers.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "SHELFLINE_LOG_FORMAT",
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The format of log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// The subcommands.
@@ -98,10 +115,10 @@ pub enum Command {
     /// already succeeded (unless --force); the schedules are not touched.
     Backfill {
         /// First logical date, YYYY-MM-DD.
-        #[arg(long)]
+        #[arg(long, value_parser = date)]
         from: NaiveDate,
         /// Last logical date, YYYY-MM-DD (inclusive).
-        #[arg(long)]
+        #[arg(long, value_parser = date)]
         to: NaiveDate,
         /// Run dates that already succeeded again.
         #[arg(long)]
@@ -213,7 +230,7 @@ pub struct DatagenArgs {
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// First day of data.
-    #[arg(long, default_value = "2025-01-01")]
+    #[arg(long, default_value = "2025-01-01", value_parser = date)]
     pub start: NaiveDate,
     /// Number of days.
     #[arg(long, default_value_t = 365)]
@@ -226,8 +243,14 @@ pub struct DatagenArgs {
 #[derive(Debug, Args)]
 pub struct DateArg {
     /// Logical date, YYYY-MM-DD.
-    #[arg(long)]
+    #[arg(long, value_parser = date)]
     pub date: NaiveDate,
+}
+
+/// A date as the flags take it, with the format in the error.
+fn date(text: &str) -> Result<NaiveDate, String> {
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map_err(|e| format!("{e}: write the date as YYYY-MM-DD, e.g. 2026-01-10"))
 }
 
 /// Where the transform runs (overrides `engine` and `scheduler`).

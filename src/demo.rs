@@ -8,11 +8,14 @@ use crate::datagen::DatagenSpec;
 use crate::pipeline::Pipeline;
 use crate::query::{self, OutputFormat};
 
-/// Questions the demo answers from the lake, as (title, SQL).
+/// Questions the demo answers from the lake, as (title, SQL). `{last_day}`
+/// stands for the data's last day: "last week" is the last week whose
+/// seven days all have data, so its sums are whole weeks'.
 pub const QUESTIONS: &[(&str, &str)] = &[
     (
-        "Top 5 products by sales in the last week",
-        "WITH last AS (SELECT yr_num, wk_num FROM weekly_sales_inventory \
+        "Top 5 products by sales in the last complete week",
+        "WITH last AS (SELECT yr_num, wk_num FROM calendar GROUP BY yr_num, wk_num \
+                       HAVING max(cal_dt) <= DATE '{last_day}' \
                        ORDER BY yr_num DESC, wk_num DESC LIMIT 1) \
          SELECT p.prod_name, SUM(w.total_sales_amt) AS sales_amt, SUM(w.total_sales_qty) AS units \
          FROM weekly_sales_inventory w \
@@ -31,8 +34,9 @@ pub const QUESTIONS: &[(&str, &str)] = &[
          ORDER BY out_of_stock_days DESC, s.store_desc, p.prod_name LIMIT 5",
     ),
     (
-        "Best sellers with the fewest weeks of supply left (last week)",
-        "WITH last AS (SELECT yr_num, wk_num FROM weekly_sales_inventory \
+        "Best sellers with the fewest weeks of supply left (last complete week)",
+        "WITH last AS (SELECT yr_num, wk_num FROM calendar GROUP BY yr_num, wk_num \
+                       HAVING max(cal_dt) <= DATE '{last_day}' \
                        ORDER BY yr_num DESC, wk_num DESC LIMIT 1) \
          SELECT s.store_desc, p.prod_name, w.total_sales_qty, w.stock_on_hand_qty, \
                 round(w.weeks_of_supply, 2) AS weeks_left \
@@ -84,7 +88,8 @@ pub async fn run(
     writeln!(out, "lake       {}", pipeline.lake.root())?;
 
     for (title, sql) in QUESTIONS {
-        let batches = query::run(&pipeline.lake, &pipeline.config, sql).await?;
+        let sql = sql.replace("{last_day}", &date.to_string());
+        let batches = query::run(&pipeline.lake, &pipeline.config, &sql).await?;
         writeln!(out, "\n{title}:")?;
         write!(out, "{}", query::render(&batches, OutputFormat::Table)?)?;
         writeln!(out)?;

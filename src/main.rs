@@ -1,8 +1,10 @@
 //! The `shelfline` binary: parses the command line, loads the config and
 //! hands over to the library. No pipeline logic lives here.
 
-use std::io::Write;
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
@@ -10,7 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use std::sync::Arc;
 
-use shelfline::cli::{Cli, ClusterCommand, Command, Locations, RunsCommand};
+use shelfline::cli::{Cli, ClusterCommand, Command, Locations, LogFormat, RunsCommand};
 use shelfline::config::Config;
 use shelfline::datagen::DatagenSpec;
 use shelfline::engine::cluster::{self, Endpoint, ExecutorOptions};
@@ -22,6 +24,13 @@ use shelfline::pipeline::Pipeline;
 use shelfline::server::{self, Credentials};
 use shelfline::text::{MESSAGE_CHARS, clip};
 use shelfline::{demo, query};
+
+/// Writes a line to stderr: a closed stderr is no reason to panic.
+macro_rules! tell {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
 
 /// Transparent huge pages make the kernel zero 2 MiB at a time each time
 /// the engine's hash tables and buffers grow: measured at SF 1, a fifth
@@ -41,28 +50,57 @@ fn disable_transparent_huge_pages() {
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Logs to stderr as `SHELFLINE_LOG` says: a level alone (`info`, `debug`)
+/// is shelfline's, with only warnings from its dependencies; a full
+/// filter (`info,datafusion=debug`) is taken as written. Colours only on a
+/// terminal.
+fn init_logging(format: LogFormat) {
+    let setting = std::env::var("SHELFLINE_LOG").unwrap_or_default();
+    let directives = match setting.trim() {
+        "" => "warn".to_string(),
+        level if !level.contains([',', '=']) => format!("warn,shelfline={level}"),
+        filter => filter.to_string(),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives).unwrap_or_else(|e| {
+        tell!("warning: SHELFLINE_LOG: {e}; logging warnings only");
+        tracing_subscriber::EnvFilter::new("warn")
+    });
+    let logger = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => logger.json().init(),
+        LogFormat::Text => logger.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
+}
+
+/// Whether `error` comes from writing to a pipe whose reader has gone
+/// (`shelfline query … | head`): then there is nobody left to tell.
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 fn main() -> ExitCode {
     disable_transparent_huge_pages();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SHELFLINE_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    init_logging(cli.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            tell!("error: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             let message = e.to_string();
-            eprintln!("error: {}", clip(&message, MESSAGE_CHARS));
+            tell!("error: {}", clip(&message, MESSAGE_CHARS));
             ExitCode::FAILURE
         }
     }
@@ -120,7 +158,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             match pipeline.check(date.date).await {
                 Ok(report) => write!(stdout, "{report}")?,
                 Err(e) => {
-                    eprintln!("error: {}", clip(&e.to_string(), MESSAGE_CHARS));
+                    tell!("error: {}", clip(&e.to_string(), MESSAGE_CHARS));
                     return Ok(ExitCode::FAILURE);
                 }
             }
@@ -256,7 +294,7 @@ async fn cluster(command: ClusterCommand, config: &Config) -> anyhow::Result<()>
         } => {
             let bind = Endpoint::parse(&bind)?;
             bind.check_exposure(allow_unauthenticated)?;
-            eprintln!("Ballista scheduler listening on {bind} (df://{bind})");
+            tell!("Ballista scheduler listening on {bind} (df://{bind})");
             cluster::run_scheduler(&bind, &config.s3).await?;
         }
         ClusterCommand::Executor {
@@ -287,9 +325,10 @@ async fn cluster(command: ClusterCommand, config: &Config) -> anyhow::Result<()>
                     .transpose()?,
                 work_dir,
             };
-            eprintln!(
+            tell!(
                 "Ballista executor on {} pulling tasks from {}",
-                options.bind, options.scheduler
+                options.bind,
+                options.scheduler
             );
             cluster::run_executor(options, &config.s3).await?;
         }
@@ -353,15 +392,25 @@ async fn see_through(
     stdout: &mut impl Write,
 ) -> anyhow::Result<ExitCode> {
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let out = std::cell::RefCell::new(stdout);
     let mut seen = std::pin::pin!(
         orchestrator.see_through(run_ids, executor, |run_id, state| {
-            let _ = writeln!(stdout, "{run_id}  {}", state.as_str());
+            let _ = writeln!(out.borrow_mut(), "{run_id}  {}", state.as_str());
         })
     );
-    let finished = tokio::select! {
-        seen = &mut seen => Some(seen?),
-        _ = tokio::signal::ctrl_c() => None,
-        _ = terminate.recv() => None,
+    let mut shown = HashMap::new();
+    let mut ticks = tokio::time::interval(Duration::from_secs(1));
+    let finished = loop {
+        tokio::select! {
+            seen = &mut seen => break Some(seen?),
+            _ = ticks.tick() => {
+                for line in news(orchestrator, run_ids, &mut shown) {
+                    let _ = writeln!(out.borrow_mut(), "{line}");
+                }
+            }
+            _ = tokio::signal::ctrl_c() => break None,
+            _ = terminate.recv() => break None,
+        }
     };
     let Some(states) = finished else {
         cancel_unfinished(orchestrator, run_ids);
@@ -370,17 +419,44 @@ async fn see_through(
             _ = tokio::signal::ctrl_c() => {}
             _ = terminate.recv() => {}
         }
-        eprintln!(
+        tell!(
             "error: interrupted; the runs not finished were cancelled (run the command again to run them)"
         );
         return Ok(ExitCode::from(130));
     };
     let failed = states.values().filter(|s| **s == RunState::Failed).count();
     if failed > 0 {
-        eprintln!("error: {failed} run(s) failed; `shelfline runs show RUN_ID` tells why");
+        tell!("error: {failed} run(s) failed; `shelfline runs show RUN_ID` tells why");
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What changed in the unfinished runs of `run_ids` since `shown`: a line
+/// per run that started, began a task, waits for other files or waits for
+/// a retry.
+fn news(
+    orchestrator: &Orchestrator,
+    run_ids: &[String],
+    shown: &mut HashMap<String, String>,
+) -> Vec<String> {
+    let mut lines = Vec::new();
+    for run_id in run_ids {
+        let Ok(run) = orchestrator.history.find_run(run_id) else {
+            continue;
+        };
+        let Ok(tasks) = orchestrator.history.tasks(run_id) else {
+            continue;
+        };
+        let Some(progress) = report::progress(&run, &tasks) else {
+            continue;
+        };
+        if shown.get(run_id) != Some(&progress) {
+            lines.push(format!("{run_id}  {progress}"));
+            shown.insert(run_id.clone(), progress);
+        }
+    }
+    lines
 }
 
 /// After an interruption: ends the runs of `run_ids` still active; the
@@ -389,9 +465,11 @@ fn cancel_unfinished(orchestrator: &Orchestrator, run_ids: &[String]) {
     let reason = "cancelled: the command that started it was interrupted";
     for run_id in run_ids {
         match orchestrator.end(run_id, RunState::Failed, reason) {
-            Ok(_) => println!("{run_id}  cancelled"),
+            Ok(_) => {
+                let _ = writeln!(std::io::stdout(), "{run_id}  cancelled");
+            }
             Err(OrchestratorError::History(HistoryError::Ended { .. })) => {}
-            Err(e) => eprintln!("error: {run_id} could not be cancelled: {e}"),
+            Err(e) => tell!("error: {run_id} could not be cancelled: {e}"),
         }
     }
 }

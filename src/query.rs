@@ -18,6 +18,8 @@
 //!   a reader sees the table as it was or as the run left it, and never an
 //!   error about a vanished file.
 
+use std::sync::Arc;
+
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::SQLOptions;
@@ -52,19 +54,33 @@ pub enum QueryError {
     ReadOnly { reason: String },
     #[error("{0}")]
     Sql(#[from] DataFusionError),
+    #[error("{message}; the lake has {tables} (`SHOW TABLES` lists them)")]
+    NoSuchTable { message: String, tables: String },
     #[error("cannot format the result: {0}")]
     Format(#[from] datafusion::arrow::error::ArrowError),
 }
 
-/// Runs `sql` over the lake and returns the result batches; see the module
-/// documentation for what is refused and what is run again.
+/// Runs `sql` over the lake and returns the result batches (at least one,
+/// so that an empty result still has its columns); see the module
+/// documentation for what is refused and what is run again. `SHOW TABLES`
+/// and `SHOW COLUMNS FROM t` list what there is.
 pub async fn run(lake: &Lake, config: &Config, sql: &str) -> Result<Vec<RecordBatch>, QueryError> {
     let mut attempt = 1;
     loop {
         let ctx = crate::engine::session(config)?;
+        ctx.state_ref()
+            .write()
+            .config_mut()
+            .options_mut()
+            .catalog
+            .information_schema = true;
         let registered = lake.register(&ctx).await?;
-        let frame = read_only(&ctx, sql).await?;
+        let frame = read_only(&ctx, sql)
+            .await
+            .map_err(|e| name_the_tables(e, &ctx))?;
+        let schema = Arc::new(frame.schema().as_arrow().clone());
         match frame.collect().await {
+            Ok(batches) if batches.is_empty() => return Ok(vec![RecordBatch::new_empty(schema)]),
             Err(error) if attempt < ATTEMPTS && lake.versions().await? != registered => {
                 tracing::info!(
                     attempt,
@@ -74,6 +90,27 @@ pub async fn run(lake: &Lake, config: &Config, sql: &str) -> Result<Vec<RecordBa
             }
             result => return Ok(result?),
         }
+    }
+}
+
+/// A statement naming a table the lake does not have gets the list of
+/// those it has.
+fn name_the_tables(error: QueryError, ctx: &SessionContext) -> QueryError {
+    match error {
+        QueryError::Sql(e) if e.find_root().to_string().contains("not found") => {
+            let options = ctx.state().config().options().catalog.clone();
+            let mut tables = ctx
+                .catalog(&options.default_catalog)
+                .and_then(|catalog| catalog.schema(&options.default_schema))
+                .map(|schema| schema.table_names())
+                .unwrap_or_default();
+            tables.sort();
+            QueryError::NoSuchTable {
+                message: e.find_root().to_string(),
+                tables: tables.join(", "),
+            }
+        }
+        other => other,
     }
 }
 

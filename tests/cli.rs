@@ -31,7 +31,7 @@ fn demo_then_query_in_the_same_folder_with_no_flags() {
         "extract",
         "transform  read store 1, product 200, calendar 371",
         "over 53 weeks",
-        "Top 5 products by sales in the last week",
+        "Top 5 products by sales in the last complete week",
         "Items with the most out-of-stock days",
         "shelfline query \"SELECT",
     ] {
@@ -57,6 +57,66 @@ fn demo_then_query_in_the_same_folder_with_no_flags() {
         "SELECT min(yr_num) AS first_year FROM weekly_sales_inventory",
     ]));
     assert_eq!(json, "[{\"first_year\":2025}]\n");
+
+    // An empty result keeps its header; SHOW TABLES lists the lake; a
+    // missing table is named with those there are.
+    let empty = stdout(shelfline(dir.path()).args([
+        "query",
+        "--format",
+        "csv",
+        "SELECT store_key, city FROM store WHERE false",
+    ]));
+    assert_eq!(empty, "store_key,city\n");
+    let tables = stdout(shelfline(dir.path()).args(["query", "--format", "csv", "SHOW TABLES"]));
+    assert!(tables.contains("weekly_sales_inventory"), "{tables}");
+    let output = shelfline(dir.path())
+        .args(["query", "SELECT * FROM sale"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("the lake has calendar, calendar_snapshots, product"),
+        "{stderr}"
+    );
+}
+
+/// `shelfline query … | head`: a reader that goes away ends the command
+/// quietly, with stderr closed too.
+#[test]
+fn a_closed_pipe_ends_a_query_quietly() {
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    stdout(shelfline(dir.path()).args(["demo", "--sf", "0.01"]));
+    for stderr in [Stdio::piped(), Stdio::null()] {
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("shelfline"))
+            .current_dir(dir.path())
+            .args([
+                "query",
+                "--format",
+                "csv",
+                "SELECT * FROM weekly_sales_inventory",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let output = child.wait_with_output().unwrap();
+        assert_eq!(output.status.code(), Some(0), "{output:?}");
+        assert!(output.stderr.is_empty(), "{output:?}");
+    }
+}
+
+#[test]
+fn a_bad_date_says_the_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = shelfline(dir.path())
+        .args(["check", "--date", "10/01/2026"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("YYYY-MM-DD"), "{stderr}");
 }
 
 /// The demo's extracted facts are in daily-key order: the debug log's plan
@@ -84,6 +144,46 @@ fn facts_in_daily_key_order_are_aggregated_and_merged_as_streams() {
         !log.contains("HashJoinExec: mode=Partitioned, join_type=Full"),
         "{log}"
     );
+}
+
+/// `SHELFLINE_LOG=info` shows shelfline's own lines and only warnings from
+/// its dependencies, without colour codes in a pipe; `--log-format json`
+/// writes one JSON object per line.
+#[test]
+fn info_logs_are_shelflines_own_and_json_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = shelfline(dir.path())
+        .args(["demo", "--sf", "0.01"])
+        .env("SHELFLINE_LOG", "info")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{log}");
+    assert!(!log.contains('\u{1b}'), "colour codes in a pipe: {log}");
+    let info: Vec<&str> = log.lines().filter(|l| l.contains(" INFO ")).collect();
+    assert!(!info.is_empty(), "no info lines: {log}");
+    for line in info {
+        let target = line.split(" INFO ").nth(1).unwrap_or_default();
+        assert!(target.starts_with("shelfline"), "{line}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let output = shelfline(dir.path())
+        .args(["demo", "--sf", "0.01"])
+        .env("SHELFLINE_LOG", "info")
+        .env("SHELFLINE_LOG_FORMAT", "json")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{log}");
+    let lines: Vec<&str> = log.lines().collect();
+    assert!(!lines.is_empty(), "{log}");
+    for line in lines {
+        let parsed: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(
+            parsed["level"].is_string() && parsed["target"].is_string(),
+            "{line}"
+        );
+    }
 }
 
 #[test]

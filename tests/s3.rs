@@ -22,7 +22,8 @@ use shelfline::storage::Location;
 const DATE: &str = "2025-03-01";
 
 /// `shelfline` in `dir`, reaching the S3 server at `endpoint` through the
-/// standard AWS variables, with debug logs (which must not show the secret).
+/// standard AWS variables, with debug logs of shelfline and its
+/// dependencies (which must not show the secret).
 fn shelfline(dir: &Path, endpoint: &str) -> Command {
     let mut command = Command::cargo_bin("shelfline").unwrap();
     command
@@ -30,7 +31,7 @@ fn shelfline(dir: &Path, endpoint: &str) -> Command {
         .env_remove("SHELFLINE_SOURCE")
         .env_remove("SHELFLINE_RAW")
         .env_remove("SHELFLINE_LAKE")
-        .env("SHELFLINE_LOG", "debug")
+        .env("SHELFLINE_LOG", "debug,object_store=debug")
         .envs(s3::env(endpoint));
     command
 }

@@ -278,11 +278,16 @@ fn the_server_refuses_a_public_address_without_credentials() {
         "{error}"
     );
 
-    // On loopback it starts, and nothing but /health answers.
+    // On loopback, by address or as `localhost`, it starts, and nothing
+    // but /health answers.
     let server = Server::start(&path);
     let (status, body) = server.curl("GET", "/api/v1/dags/shelfline/dagRuns", None, Some("a:b"));
     assert_eq!(status, 401);
     assert!(body.contains("no API credentials are configured"), "{body}");
+    server.stop_and_read_log();
+    let by_name = Server::start_with(&path, &["--bind", "localhost:0"]).unwrap();
+    let (status, _) = by_name.curl("GET", "/health", None, None);
+    assert_eq!(status, 200);
 }
 
 #[tokio::test]
@@ -370,7 +375,7 @@ fn missing_files_are_emailed_and_posted_then_a_retry_completes_the_date() {
         hook.url
     );
     config.notify = toml::from_str(&notify).unwrap();
-    config.serve.sensor_timeout_secs = 2;
+    config.serve.sensor_timeout_secs = 3;
     config.serve.retries = 0;
     let config_path = write_config(ws.dir.path(), &config);
 
@@ -383,6 +388,11 @@ fn missing_files_are_emailed_and_posted_then_a_retry_completes_the_date() {
         .find(|w| w.starts_with("backfill__"))
         .unwrap()
         .to_string();
+    // While the sensor waits, backfill says for which files and how long.
+    let waiting = format!("{run_id}  waiting for raw files, missing store/store_{date}.csv.gz, ");
+    assert!(stdout.contains(&waiting), "{stdout}");
+    assert!(stdout.contains("; gives up at "), "{stdout}");
+    assert!(stdout.contains(&format!("{run_id}  failed")), "{stdout}");
 
     let mail = smtp::wait_for_message(&ops, "missing", Duration::from_secs(30));
     let to = mail.header("To").unwrap();

@@ -846,6 +846,24 @@ impl History {
         })
     }
 
+    /// Records what a running task is doing (the sensor: the files it
+    /// still waits for, and until when); what it ends with replaces it.
+    pub fn set_task_figures(
+        &self,
+        run_id: &str,
+        task: TaskId,
+        figures: &Value,
+    ) -> Result<(), HistoryError> {
+        self.conn()
+            .execute(
+                "UPDATE task_instances SET figures = ?3
+                 WHERE run_id = ?1 AND task_id = ?2 AND state = 'running'",
+                params![run_id, task.to_string(), figures.to_string()],
+            )
+            .map_err(|e| self.sqlite(e))?;
+        Ok(())
+    }
+
     /// Sets the state of a task that does not run (`skipped`,
     /// `upstream_failed`).
     pub fn set_task_state(

@@ -1,11 +1,14 @@
-//! The run history as text, for `shelfline runs list` and `runs show`.
+//! The run history as text, for `shelfline runs list`, `runs show` and the
+//! progress lines of `backfill` and `runs retry`.
 
 use std::fmt::Write;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+use super::dag::{RunState, TaskId, TaskState};
 use super::history::{AttemptRecord, RunRecord, TaskRecord};
+use crate::text;
 
 fn time(t: Option<DateTime<Utc>>) -> String {
     t.map_or_else(
@@ -35,6 +38,47 @@ fn figures(value: &Value) -> String {
                 .join(" ")
         })
         .unwrap_or_default()
+}
+
+/// What an unfinished run is doing, in a line: queued, the task it runs,
+/// the files its sensor still waits for and when it gives up, or the retry
+/// it waits for. `None` once it has ended.
+pub fn progress(run: &RunRecord, tasks: &[TaskRecord]) -> Option<String> {
+    match run.state {
+        RunState::Success | RunState::Failed => return None,
+        RunState::Queued => return Some("queued".to_string()),
+        RunState::Running => {}
+    }
+    let busy = tasks
+        .iter()
+        .find(|t| matches!(t.state, TaskState::Running | TaskState::UpForRetry));
+    let Some(task) = busy else {
+        return Some("running".to_string());
+    };
+    let missing = task.figures["missing"].as_array();
+    Some(match (task.state, missing) {
+        (TaskState::Running, Some(missing)) if task.task == TaskId::WaitForRaw => {
+            let missing: Vec<&str> = missing.iter().filter_map(Value::as_str).collect();
+            let until = task.figures["gives_up_at"]
+                .as_str()
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.with_timezone(&Utc));
+            format!(
+                "waiting for raw files, missing {}; gives up at {} UTC",
+                missing.join(", "),
+                time(until)
+            )
+        }
+        (TaskState::Running, _) => format!("running {}", task.task),
+        _ => format!(
+            "{} failed (try {}/{}), next try at {} UTC: {}",
+            task.task,
+            task.try_number,
+            task.max_tries,
+            time(task.next_try_at),
+            text::clip(task.error.as_deref().unwrap_or_default(), 300)
+        ),
+    })
 }
 
 /// One line per run, newest first.

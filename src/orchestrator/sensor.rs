@@ -45,7 +45,8 @@ pub enum SensorError {
 
 /// Checks the raw set of `date` (with the files a trigger `named` in place
 /// of the layout's) until it is complete or `first_check + timeout` has
-/// passed.
+/// passed; after each check that finds files missing, tells `waiting`
+/// which, and when the sensor gives up.
 pub async fn wait_for_raw(
     clock: &dyn Clock,
     raw: &Location,
@@ -53,6 +54,7 @@ pub async fn wait_for_raw(
     named: &NamedFiles,
     policy: SensorPolicy,
     first_check: DateTime<Utc>,
+    waiting: &mut (dyn FnMut(&[String], DateTime<Utc>) + Send),
 ) -> Result<CheckReport, SensorError> {
     let deadline = first_check + chrono::Duration::from_std(policy.timeout).unwrap_or_default();
     loop {
@@ -73,6 +75,7 @@ pub async fn wait_for_raw(
             missing.join(", "),
             policy.poke_interval
         );
+        waiting(&missing, deadline);
         let until_deadline = (deadline - now).to_std().unwrap_or_default();
         clock.sleep(policy.poke_interval.min(until_deadline)).await;
     }

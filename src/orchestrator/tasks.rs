@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
@@ -240,6 +241,15 @@ async fn wait_for_raw(orchestrator: &Orchestrator, run: &RunRecord) -> Result<Do
         .unwrap_or_else(|| orchestrator.clock.now());
     let raw = &orchestrator.pipeline.raw;
     let named = super::conf::named_files(&run.conf).map_err(TaskError::fatal)?;
+    let mut waiting = |missing: &[String], gives_up_at: DateTime<Utc>| {
+        let figures = json!({"missing": missing, "gives_up_at": gives_up_at.to_rfc3339()});
+        if let Err(e) = history.set_task_figures(&run.run_id, TaskId::WaitForRaw, &figures) {
+            tracing::warn!(
+                "run {}: cannot record what the sensor waits for: {e}",
+                run.run_id
+            );
+        }
+    };
     let waited = sensor::wait_for_raw(
         orchestrator.clock.as_ref(),
         raw,
@@ -247,6 +257,7 @@ async fn wait_for_raw(orchestrator: &Orchestrator, run: &RunRecord) -> Result<Do
         &named,
         orchestrator.sensor,
         first_check,
+        &mut waiting,
     )
     .await;
     match waited {

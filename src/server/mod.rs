@@ -45,7 +45,7 @@ pub use auth::{Credentials, CredentialsError};
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    #[error("`serve.bind` = {0:?} is not an address like 127.0.0.1:8080")]
+    #[error("`serve.bind` = {0:?} is not an address like 127.0.0.1:8080 or localhost:8080")]
     Address(String),
     #[error(
         "refusing to serve the API on {0} without credentials: set `[serve.auth]` (username + password, or a token) or bind to 127.0.0.1"
@@ -246,15 +246,19 @@ fn raise_open_file_limit() -> usize {
     usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX)
 }
 
-/// Binds `bind` (refusing a non-loopback address without credentials) and
+/// Binds `bind` (`IP:PORT` or `HOST:PORT`, e.g. `localhost:8080`; refusing
+/// a non-loopback address without credentials) and
 /// returns the listener with its actual address (port 0 picks one).
 pub async fn listen(
     bind: &str,
     credentials: &Credentials,
 ) -> Result<(tokio::net::TcpListener, SocketAddr), ServerError> {
-    let address: SocketAddr = bind
-        .parse()
-        .map_err(|_| ServerError::Address(bind.to_string()))?;
+    let unusable = || ServerError::Address(bind.to_string());
+    let address = tokio::net::lookup_host(bind)
+        .await
+        .map_err(|_| unusable())?
+        .next()
+        .ok_or_else(unusable)?;
     if !address.ip().is_loopback() && credentials.is_empty() {
         return Err(ServerError::Insecure(address));
     }

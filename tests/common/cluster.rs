@@ -114,7 +114,7 @@ fn spawn(dir: &Path, env: &[(&str, String)], name: &str, args: &[&str]) -> Child
     Command::new(env!("CARGO_BIN_EXE_shelfline"))
         .args(args)
         .envs(env.iter().map(|(key, value)| (key, value)))
-        .env("SHELFLINE_LOG", "info")
+        .env("SHELFLINE_LOG", "info,ballista_executor=info")
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log)
