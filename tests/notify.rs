@@ -15,7 +15,7 @@ use chrono::NaiveDate;
 use common::smtp;
 use shelfline::orchestrator::notify::{
     EmailConfig, Event, Notification, Notifier, NotifyConfig, NotifyError, SmtpSecurity,
-    WebhookConfig,
+    WebhookConfig, WebhookFormat,
 };
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
@@ -181,6 +181,40 @@ async fn sensor_timeout_email_arrives_with_every_missing_file() {
     );
 }
 
+/// `format = "slack"`: the hook gets `{"text": …}` with the run's outcome,
+/// as a Slack-compatible incoming webhook wants it.
+#[tokio::test]
+async fn a_slack_webhook_gets_the_outcome_as_text() {
+    let (url, receiver) = webhook_receiver("200 OK").await;
+    let config = NotifyConfig {
+        webhook: Some(WebhookConfig {
+            url,
+            bearer_token_file: None,
+            format: WebhookFormat::Slack,
+            timeout_secs: 10,
+            allow_plaintext_credentials: false,
+        }),
+        ..NotifyConfig::default()
+    };
+    let notifier = Notifier::new(&config).unwrap();
+    notifier
+        .send(&sensor_timeout("scheduled__2025-01-07"))
+        .await
+        .unwrap();
+    let request = receiver.await.unwrap();
+    assert_eq!(request.header("content-type"), Some("application/json"));
+    let json: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+    let text = json["text"].as_str().unwrap();
+    assert!(
+        text.starts_with(
+            "*[shelfline] raw files missing for 2025-01-07 (run scheduled__2025-01-07)*\n"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("sales/sales_2025-01-07.csv.gz"), "{text}");
+    assert_eq!(json.as_object().unwrap().len(), 1, "{json}");
+}
+
 #[tokio::test]
 async fn webhook_gets_the_json_with_the_bearer_token() {
     let dir = tempfile::tempdir().unwrap();
@@ -190,6 +224,7 @@ async fn webhook_gets_the_json_with_the_bearer_token() {
         webhook: Some(WebhookConfig {
             url: url.clone(),
             bearer_token_file: Some(secret_file(&dir, "token", TOKEN)),
+            format: WebhookFormat::Json,
             timeout_secs: 10,
             allow_plaintext_credentials: false,
         }),
@@ -252,6 +287,7 @@ async fn failed_channels_are_each_named_without_the_secrets() {
         webhook: Some(WebhookConfig {
             url: url.clone(),
             bearer_token_file: Some(secret_file(&dir, "token", TOKEN)),
+            format: WebhookFormat::Json,
             timeout_secs: 10,
             allow_plaintext_credentials: false,
         }),

@@ -11,8 +11,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::orchestrator::notify::NotifyConfig;
 use crate::raw::RawFormat;
+
+mod notify;
+pub use notify::{EmailConfig, NotifyConfig, SmtpSecurity, WebhookConfig, WebhookFormat};
 
 /// Default source: an embedded SQLite database.
 pub const DEFAULT_SOURCE: &str = "sqlite://./shelfline-data/source.db";
