@@ -135,6 +135,9 @@ pub enum Command {
     /// Run a Ballista scheduler or executor (the distributed engine).
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Write a sample config, or check one.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Generate a small data set, run the pipeline on it and show a few answers.
     Demo {
         /// Put the source, raw zone and lake in this folder instead of the
@@ -145,6 +148,23 @@ pub enum Command {
         #[arg(long, default_value_t = 0.1)]
         sf: f64,
     },
+}
+
+/// `config` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Write a commented config with every key at its default.
+    Init {
+        /// Where to write it (`-` for stdout).
+        #[arg(default_value = "shelfline.toml")]
+        file: PathBuf,
+        /// Replace an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Validate the config (`--config`, the environment), listing every
+    /// problem at once, and print the settings in effect, secrets hidden.
+    Check,
 }
 
 /// `runs` subcommands.

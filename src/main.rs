@@ -12,7 +12,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use std::sync::Arc;
 
-use shelfline::cli::{Cli, ClusterCommand, Command, Locations, LogFormat, RunsCommand};
+use shelfline::cli::{
+    Cli, ClusterCommand, Command, ConfigCommand, Locations, LogFormat, RunsCommand,
+};
 use shelfline::config::Config;
 use shelfline::datagen::DatagenSpec;
 use shelfline::engine::cluster::{self, Endpoint, ExecutorOptions};
@@ -20,7 +22,7 @@ use shelfline::orchestrator::clock::SystemClock;
 use shelfline::orchestrator::dag::RunState;
 use shelfline::orchestrator::history::{History, HistoryError, RunQuery};
 use shelfline::orchestrator::{BackfillDate, Orchestrator, OrchestratorError, lock, report};
-use shelfline::pipeline::Pipeline;
+use shelfline::pipeline::{Pipeline, PipelineError};
 use shelfline::server::{self, Credentials};
 use shelfline::text::{MESSAGE_CHARS, clip};
 use shelfline::{demo, query};
@@ -269,6 +271,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             return see_through(&orchestrator, &run_ids, executor.as_ref(), &mut stdout).await;
         }
         Command::Cluster(command) => cluster(command, &config).await?,
+        Command::Config(ConfigCommand::Init { file, force }) => {
+            if file.as_os_str() == "-" {
+                write!(stdout, "{}", shelfline::config::SAMPLE)?;
+            } else {
+                anyhow::ensure!(
+                    force || !file.exists(),
+                    "{} exists; `--force` replaces it",
+                    file.display()
+                );
+                std::fs::write(&file, shelfline::config::SAMPLE)
+                    .with_context(|| format!("cannot write {}", file.display()))?;
+                writeln!(stdout, "wrote {}: every key at its default", file.display())?;
+            }
+        }
+        Command::Config(ConfigCommand::Check) => return check_config(config, &mut stdout),
         Command::Demo { dir, sf } => {
             let lake_flag = dir
                 .as_ref()
@@ -282,6 +299,34 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             demo::run(&pipeline, sf, lake_flag.as_deref(), &mut stdout).await?;
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `shelfline config check`: every problem of `config` at once, or the
+/// settings in effect with the source's password hidden.
+fn check_config(config: Config, stdout: &mut impl Write) -> anyhow::Result<ExitCode> {
+    let mut problems = match Pipeline::new(config.clone()) {
+        Ok(_) => Vec::new(),
+        Err(PipelineError::Config { problems }) => problems,
+        Err(other) => vec![other.to_string()],
+    };
+    problems.extend(Orchestrator::problems(&config));
+    if let Err(e) = Credentials::load(&config.serve.auth, |key| std::env::var(key).ok()) {
+        problems.push(e.to_string());
+    }
+    if !problems.is_empty() {
+        for problem in &problems {
+            tell!("error: {}", clip(problem, MESSAGE_CHARS));
+        }
+        tell!("{} problem(s) in the config", problems.len());
+        return Ok(ExitCode::FAILURE);
+    }
+    let shown = Config {
+        source: shelfline::source::endpoint::redact(&config.source),
+        ..config
+    };
+    write!(stdout, "{}", toml::to_string(&shown)?)?;
+    tell!("the config is valid");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -161,7 +161,15 @@ impl Location {
     /// path that is not a plain object path (`..`, empty segments).
     pub fn find(&self, name: &str) -> Option<(Location, Path)> {
         let url = if name.contains("://") {
-            Url::parse(name).ok()?
+            let url = Url::parse(name).ok()?;
+            // Only a plain URL: a query, fragment, user or port would name
+            // one object to the checks and fetch another.
+            let plain = url.query().is_none()
+                && url.fragment().is_none()
+                && url.username().is_empty()
+                && url.password().is_none()
+                && url.port().is_none();
+            plain.then_some(url)?
         } else if name.starts_with('/') && self.base.is_none() {
             Url::from_file_path(name).ok()?
         } else {
@@ -553,6 +561,16 @@ mod tests {
         let (same, key) = memory.find("memory://find-test/raw/x.csv.gz").unwrap();
         assert_eq!((same.url(), key.as_ref()), (memory.url(), "x.csv.gz"));
         assert!(memory.find("memory://other/x.csv.gz").is_none());
+        // A query, fragment, user or port would show one name to the
+        // checks and fetch another object.
+        for trick in [
+            "memory://find-test/x.bin#/sales_2024051.csv.gz",
+            "memory://find-test/x.bin?/sales_2024051.csv.gz",
+            "memory://other@find-test/x.csv.gz",
+            "memory://find-test:1/x.csv.gz",
+        ] {
+            assert!(memory.find(trick).is_none(), "{trick}");
+        }
     }
 
     #[tokio::test]

@@ -186,6 +186,50 @@ fn info_logs_are_shelflines_own_and_json_on_request() {
     }
 }
 
+/// `config init` writes the sample, which `config check` finds valid and
+/// prints back with the source's password hidden; a bad config gets every
+/// problem at once.
+#[test]
+fn config_init_then_check_and_every_problem_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    stdout(shelfline(dir.path()).args(["config", "init"]));
+    let output = shelfline(dir.path())
+        .args(["config", "init"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "an existing file is kept");
+    let sample = std::fs::read_to_string(dir.path().join("shelfline.toml")).unwrap();
+    let with_password = sample.replace(
+        "source = \"sqlite://./shelfline-data/source.db\"",
+        "source = \"postgres://etl:pa55word@db.example.com:5432/retail\"",
+    );
+    std::fs::write(dir.path().join("shelfline.toml"), with_password).unwrap();
+    let checked =
+        stdout(shelfline(dir.path()).args(["--config", "shelfline.toml", "config", "check"]));
+    assert!(checked.contains("dag_id = \"shelfline\""), "{checked}");
+    assert!(!checked.contains("pa55word"), "{checked}");
+    assert!(
+        !dir.path().join("shelfline-data").exists(),
+        "check creates nothing"
+    );
+
+    let bad = sample
+        .replace("max_shrink = 0.1", "max_shrink = 3.0")
+        .replace("timezone = \"UTC\"", "timezone = \"Mars/Olympus\"")
+        .replace("retry_backoff = 2.0", "retry_backoff = 0.5");
+    std::fs::write(dir.path().join("bad.toml"), bad).unwrap();
+    let output = shelfline(dir.path())
+        .args(["--config", "bad.toml", "config", "check"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    for key in ["publish.max_shrink", "timezone", "retry_backoff"] {
+        assert!(stderr.contains(key), "{key} not named in:\n{stderr}");
+    }
+    assert!(stderr.contains("3 problem(s)"), "{stderr}");
+}
+
 #[test]
 fn check_fails_and_lists_missing_files() {
     let dir = tempfile::tempdir().unwrap();

@@ -214,6 +214,45 @@ async fn manifest_catches_a_changed_file() {
     );
     let message = format!("{:#}", ws.pipeline.transform(spec.end()).await.unwrap_err());
     assert!(message.contains("manifest says"), "{message}");
+
+    // A run that names another file for one table (a copy of the calendar
+    // elsewhere) still has the layout's files checked: the changed store
+    // file fails it the same way.
+    let date = spec.end();
+    let copy = ws.raw_dir().join("drop");
+    std::fs::create_dir_all(&copy).unwrap();
+    let calendar = format!("calendar/calendar_{date}.csv.gz");
+    std::fs::copy(
+        ws.raw_dir().join(&calendar),
+        copy.join(format!("calendar_{date}.csv.gz")),
+    )
+    .unwrap();
+    let mut named = shelfline::raw::NamedFiles::default();
+    named
+        .insert(Table::Calendar, &format!("drop/calendar_{date}.csv.gz"))
+        .unwrap();
+    let raw = &ws.pipeline.raw;
+    let computed = shelfline::transform::compute(&ws.pipeline.config, raw, date, &named).await;
+    let message = format!(
+        "{:#}",
+        computed.err().expect("the changed file fails the run")
+    );
+    assert!(
+        message.contains("store/store_") && message.contains("manifest says"),
+        "{message}"
+    );
+    // Naming the manifest's own file keeps it verified.
+    let mut same = shelfline::raw::NamedFiles::default();
+    same.insert(Table::Calendar, &calendar).unwrap();
+    let set = shelfline::raw::RawSet::locate(raw, date, &same)
+        .await
+        .unwrap();
+    assert!(set.manifest_entry(Table::Calendar).is_some());
+    let set = shelfline::raw::RawSet::locate(raw, date, &named)
+        .await
+        .unwrap();
+    assert!(set.manifest_entry(Table::Calendar).is_none());
+    assert!(set.manifest_entry(Table::Sales).is_some());
 }
 
 /// 70368744177664.01 + 0.01 + 0.01 is 70368744177664.03; in float64 it is

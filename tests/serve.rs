@@ -187,8 +187,12 @@ fn triggers_naming_unusable_files_are_refused_naming_the_key() {
         ),
         (
             r#"{"files": ["sales_2024051.csv.gz", "calendar_2024052.csv.gz"]}"#,
-            "conf.files",
+            "conf",
         ),
+        (r#"{"sales": "s3://bucket/sales_2024051.csv.gz"}"#, "conf"),
+        (r#"{"sales": "/etc/sales_2024051.csv.gz"}"#, "conf"),
+        (r#"{"sales": "sales_2024131.csv.gz"}"#, "conf"),
+        (r#"{"sales": "sales_2024-5-1.csv.gz"}"#, "conf"),
     ] {
         let body = format!(r#"{{"conf": {conf}}}"#);
         let (status, answer) = server.curl(
@@ -201,6 +205,29 @@ fn triggers_naming_unusable_files_are_refused_naming_the_key() {
         let error: Value = serde_json::from_str(&answer).unwrap();
         assert_eq!(error["field"], field, "{answer}");
     }
+    // A date given must be the one the names carry; a huge key is not
+    // echoed back.
+    let body = r#"{"logical_date": "2024-05-02", "conf": {"sales": "sales_2024051.csv.gz"}}"#;
+    let (status, answer) = server.curl(
+        "POST",
+        "/api/v1/dags/shelfline/dagRuns",
+        Some(body),
+        Some(&credentials),
+    );
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer.contains("carry 2024-05-01, but logical_date is 2024-05-02"),
+        "{answer}"
+    );
+    let body = format!(r#"{{"conf": {{"sales{}": 1}}}}"#, "_".repeat(100_000));
+    let (status, answer) = server.curl(
+        "POST",
+        "/api/v1/dags/shelfline/dagRuns",
+        Some(&body),
+        Some(&credentials),
+    );
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer.len() < 1024, "{} bytes", answer.len());
     let (status, answer) = server.curl(
         "POST",
         "/api/v1/dags/another_dag/dagRuns",

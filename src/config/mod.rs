@@ -30,6 +30,10 @@ pub const MAX_MEMORY_LIMIT_MB: usize = 1 << 30;
 pub const MIN_ROW_BYTES: usize = 1 << 10;
 pub const MAX_ROW_BYTES: usize = 1 << 30;
 
+/// A commented config with every key at its default (`shelfline config
+/// init`); a test holds it to [`Config::default`].
+pub const SAMPLE: &str = include_str!("sample.toml");
+
 /// Default Ballista scheduler (`shelfline cluster scheduler`'s address).
 pub const DEFAULT_SCHEDULER: &str = "df://127.0.0.1:50050";
 
@@ -414,6 +418,42 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Whether `line` is `key = value`.
+    fn is_setting(line: &str) -> bool {
+        line.split_once(" = ").is_some_and(|(key, _)| {
+            !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+        })
+    }
+
+    /// The sample holds every key at its default, and the keys it leaves
+    /// commented out are real ones.
+    #[test]
+    fn the_sample_is_every_key_at_its_default() {
+        let parsed: Config = toml::from_str(SAMPLE).unwrap();
+        assert_eq!(parsed, Config::default());
+        let defaults = toml::to_string(&Config::default()).unwrap();
+        for line in defaults.lines().filter(|l| l.contains(" = ")) {
+            let key = line.split(" = ").next().unwrap();
+            let set = format!("\n{key} = ");
+            let commented = format!("\n# {key} = ");
+            assert!(
+                SAMPLE.contains(&set) || SAMPLE.contains(&commented),
+                "{key}"
+            );
+        }
+        let uncommented: String = SAMPLE
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(rest) if rest.starts_with('[') || is_setting(rest) => rest,
+                _ => line,
+            })
+            .map(|line| format!("{line}\n"))
+            .collect();
+        let every: Config = toml::from_str(&uncommented).unwrap();
+        assert!(every.notify.email.is_some() && every.notify.webhook.is_some());
+        assert!(every.memory_limit_mb.is_some() && every.serve.auth.username.is_some());
+    }
 
     #[test]
     fn file_values_override_defaults_and_env_overrides_file() {

@@ -25,7 +25,7 @@ pub const GUARD_OVERRIDES: [&str; 2] = ["allow_shrink", "allow_older"];
 pub fn named_files(conf: &Value) -> Result<NamedFiles, OrchestratorError> {
     let mut named = NamedFiles::default();
     let problem = |field: &str, reason: String| OrchestratorError::Conf {
-        field: field.to_string(),
+        field: crate::text::excerpt(field.as_bytes(), crate::text::VALUE_CHARS),
         reason,
     };
     match &conf["files"] {

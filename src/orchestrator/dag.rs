@@ -85,7 +85,10 @@ impl FromStr for TaskId {
         TaskId::all()
             .into_iter()
             .find(|task| task.to_string() == text)
-            .ok_or_else(|| format!("unknown task {text:?}"))
+            .ok_or_else(|| {
+                let shown = crate::text::excerpt(text.as_bytes(), crate::text::VALUE_CHARS);
+                format!("unknown task \"{shown}\"")
+            })
     }
 }
 
@@ -197,7 +200,8 @@ pub fn parse_name<T: Copy>(
         .find(|v| name(*v) == text)
         .ok_or_else(|| {
             let names: Vec<&str> = all.iter().map(|v| name(*v)).collect();
-            format!("unknown {what} {text:?} ({})", names.join(", "))
+            let shown = crate::text::excerpt(text.as_bytes(), crate::text::VALUE_CHARS);
+            format!("unknown {what} \"{shown}\" ({})", names.join(", "))
         })
 }
 

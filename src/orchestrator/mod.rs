@@ -36,6 +36,7 @@ use tokio::task::JoinSet;
 
 use crate::config::{ServeConfig, TaskRetries};
 use crate::pipeline::Pipeline;
+use crate::raw::NamedFiles;
 use clock::Clock;
 use dag::{Readiness, RunState, TaskId, TaskState};
 use history::{History, HistoryError, NewRun, Outcome, RunRecord, RunType};
@@ -212,6 +213,41 @@ impl Orchestrator {
         })
     }
 
+    /// Every problem of the orchestrator's settings in `config` (time zone,
+    /// schedules, retries, notifications), without opening the history.
+    pub fn problems(config: &crate::config::Config) -> Vec<String> {
+        let serve = &config.serve;
+        let mut problems = Vec::new();
+        match schedule::time_zone(&serve.timezone) {
+            Ok(timezone) => {
+                let schedules = [
+                    ("extract_schedule", &serve.extract_schedule),
+                    ("process_schedule", &serve.process_schedule),
+                ];
+                for (key, expr) in schedules {
+                    let expr = expr.trim();
+                    if let Err(e) = (!expr.is_empty())
+                        .then(|| Schedule::parse(key, expr, timezone))
+                        .transpose()
+                    {
+                        problems.push(e.to_string());
+                    }
+                }
+            }
+            Err(e) => problems.push(e.to_string()),
+        }
+        if let Err(e) = RetryPolicy::from_config(serve) {
+            problems.push(e.to_string());
+        }
+        if serve.poke_interval_secs == 0 {
+            problems.push("`serve.poke_interval_secs`: must be at least 1".to_string());
+        }
+        if let Err(e) = Notifier::new(&config.notify) {
+            problems.push(e.to_string());
+        }
+        problems
+    }
+
     /// The current time of the orchestrator's clock.
     pub fn now(&self) -> DateTime<Utc> {
         self.clock.now()
@@ -243,18 +279,27 @@ impl Orchestrator {
             }
         };
         let named = conf::named_files(&conf)?;
+        self.check_in_raw_store(&named)?;
         let names_files = !named.is_empty();
+        let conf_problem = |reason: String| OrchestratorError::Conf {
+            field: "conf".to_string(),
+            reason,
+        };
         // A run that names its files is dated by their names when they
         // carry a date, else by the trigger's day; any other by yesterday,
-        // like a scheduled run.
+        // like a scheduled run. A date given must be the names' date.
         let logical_date = match trigger.logical_date {
-            Some(date) => date,
+            Some(given) => match named.date() {
+                Ok(Some(in_names)) if in_names != given => {
+                    return Err(conf_problem(format!(
+                        "the files' names carry {in_names}, but logical_date is {given}: name that date's files, or leave logical_date out"
+                    )));
+                }
+                _ => given,
+            },
             None if names_files => named
                 .date()
-                .map_err(|e| OrchestratorError::Conf {
-                    field: "files".to_string(),
-                    reason: e.to_string(),
-                })?
+                .map_err(|e| conf_problem(e.to_string()))?
                 .unwrap_or_else(|| self.today(now)),
             None => self.yesterday(now),
         };
@@ -413,6 +458,21 @@ impl Orchestrator {
     fn yesterday(&self, now: DateTime<Utc>) -> NaiveDate {
         let today = self.today(now);
         today.checked_sub_days(Days::new(1)).unwrap_or(today)
+    }
+
+    /// Fails naming the first file that is not in the raw zone's store.
+    fn check_in_raw_store(&self, named: &NamedFiles) -> Result<(), OrchestratorError> {
+        let raw = &self.pipeline.raw;
+        match named.iter().find(|(_, file)| raw.find(file).is_none()) {
+            Some((table, file)) => Err(OrchestratorError::Conf {
+                field: "conf".to_string(),
+                reason: format!(
+                    "the {table} file {} is not in the raw zone's store ({raw}): name a file there, without a query, fragment, user or port",
+                    crate::text::clip(file, crate::text::VALUE_CHARS)
+                ),
+            }),
+            None => Ok(()),
+        }
     }
 
     /// The day `now` falls on in the schedules' time zone.

@@ -16,7 +16,7 @@ pub mod quarantine;
 pub mod reader;
 
 use object_store::ObjectStoreExt as _;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use chrono::NaiveDate;
@@ -220,6 +220,9 @@ pub struct RawSet {
     pub root: Location,
     pub files: BTreeMap<Table, RawFile>,
     pub manifest: Option<Manifest>,
+    /// Tables whose file a run named and the manifest does not list (another
+    /// producer's): the manifest says nothing of them.
+    pub unlisted: BTreeSet<Table>,
 }
 
 impl RawSet {
@@ -280,26 +283,50 @@ impl RawSet {
             return Err(RawError::BothFormats { date, tables: both });
         }
         let manifest = Manifest::read(raw, date).await?;
-        let manifest = match manifest {
-            Some(manifest) if named.is_empty() => {
-                manifest.check_files(&files)?;
-                Some(manifest)
+        let mut unlisted = BTreeSet::new();
+        if let Some(manifest) = &manifest {
+            // The layout's files must be the manifest's; a named file is
+            // verified when it is the one the manifest lists, and is
+            // another producer's otherwise.
+            let mut listed = BTreeMap::new();
+            for (table, file) in &files {
+                let in_raw = relative_to_raw(&prefix, &file.path);
+                let entry = manifest.tables.get(table.name());
+                let is_entry = in_raw
+                    .as_ref()
+                    .is_some_and(|path| entry.is_some_and(|e| e.file == path.as_ref()));
+                match in_raw {
+                    Some(path) if is_entry || !named.contains_key(table) => {
+                        listed.insert(
+                            *table,
+                            RawFile {
+                                path,
+                                ..file.clone()
+                            },
+                        );
+                    }
+                    _ => {
+                        unlisted.insert(*table);
+                    }
+                }
             }
-            // Files a run named are another producer's unless they are
-            // exactly the ones the manifest lists.
-            Some(manifest) => manifest.check_files(&files).is_ok().then_some(manifest),
-            None => None,
-        };
+            manifest.check_files(&listed)?;
+        }
         Ok(RawSet {
             date,
             root,
             files,
             manifest,
+            unlisted,
         })
     }
 
-    /// The manifest entry of `table`, when there is a manifest.
+    /// The manifest entry of `table`, when there is a manifest and it lists
+    /// the file the set holds.
     pub fn manifest_entry(&self, table: Table) -> Option<&ManifestEntry> {
+        if self.unlisted.contains(&table) {
+            return None;
+        }
         self.manifest.as_ref()?.tables.get(table.name())
     }
 }
@@ -361,6 +388,16 @@ fn resolve(raw: &Location, named: &NamedFiles) -> Result<Placement, RawError> {
         prefix: Some(prefix),
         named: files,
     })
+}
+
+/// `path` (relative to a set's root) relative to the raw zone: `prefix`
+/// taken off when the root is the raw zone's bucket; `None` for a path
+/// outside the raw zone.
+fn relative_to_raw(prefix: &Option<Path>, path: &Path) -> Option<Path> {
+    match prefix {
+        Some(prefix) => path.prefix_match(prefix).map(Iterator::collect),
+        None => Some(path.clone()),
+    }
 }
 
 /// `path` below `prefix`, when there is one.

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
 
 use super::RawFormat;
 use crate::schema::Table;
@@ -14,6 +14,8 @@ use crate::text;
 
 /// Longest part of a file name a message shows.
 const SHOWN: usize = 120;
+/// The earliest year a file's name may carry.
+const MIN_YEAR: i32 = 1900;
 
 /// A named file that cannot be used.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -33,6 +35,10 @@ pub enum NamedError {
     },
     #[error("the files' names carry different dates ({}); give the logical date", .dates.join(", "))]
     Dates { dates: Vec<String> },
+    #[error(
+        "{file}: `{stamp}` after the table's name is no date: name files with YYYY-MM-DD, YYYYMMDD or YYYYMMD (day 1 to 9), from {MIN_YEAR} on"
+    )]
+    NoDate { file: String, stamp: String },
 }
 
 fn table_names() -> String {
@@ -84,10 +90,10 @@ impl NamedFiles {
     /// `sales_20260110.csv.gz`, or `%Y%m%-d` as in `calendar_2024051.csv.gz`),
     /// when they carry one; names that carry different dates are an error.
     pub fn date(&self) -> Result<Option<NaiveDate>, NamedError> {
-        let mut dates: Vec<NaiveDate> = self
-            .iter()
-            .filter_map(|(table, file)| date_in(table, file))
-            .collect();
+        let mut dates = Vec::new();
+        for (table, file) in self.iter() {
+            dates.extend(date_in(table, file)?);
+        }
         dates.sort();
         dates.dedup();
         match dates.as_slice() {
@@ -119,26 +125,45 @@ fn table_of(file: &str) -> Option<Table> {
 }
 
 /// The date in a file's name after `<table>_`: `YYYY-MM-DD`, `YYYYMMDD`, or
-/// the original pipeline's `%Y%m%-d` (`2024051` is 2024-05-01).
-fn date_in(table: Table, file: &str) -> Option<NaiveDate> {
-    let rest = base_name(file)
-        .strip_prefix(table.name())?
-        .strip_prefix('_')?;
+/// the original pipeline's `%Y%m%-d` (`2024051` is 2024-05-01); `None`
+/// when no digits follow. Digits that are no such date are an error.
+fn date_in(table: Table, file: &str) -> Result<Option<NaiveDate>, NamedError> {
+    let Some(rest) = base_name(file)
+        .strip_prefix(table.name())
+        .and_then(|rest| rest.strip_prefix('_'))
+    else {
+        return Ok(None);
+    };
     let stamp: String = rest
         .chars()
         .take_while(|c| c.is_ascii_digit() || *c == '-')
         .collect();
+    if !stamp.starts_with(|c: char| c.is_ascii_digit()) {
+        return Ok(None);
+    }
     // `%-d` is for formatting only: chrono parses the day's two digits.
-    let stamp = match stamp.len() {
-        7 => format!("{}0{}", &stamp[..6], &stamp[6..]),
-        _ => stamp,
+    let padded = match stamp.len() {
+        7 if !stamp.contains('-') => format!("{}0{}", &stamp[..6], &stamp[6..]),
+        _ => stamp.clone(),
     };
-    let format = match stamp.len() {
-        10 => "%Y-%m-%d",
-        8 => "%Y%m%d",
-        _ => return None,
+    let format = if padded.contains('-') {
+        "%Y-%m-%d"
+    } else {
+        "%Y%m%d"
     };
-    NaiveDate::parse_from_str(&stamp, format).ok()
+    NaiveDate::parse_from_str(&padded, format)
+        .ok()
+        .filter(|date| date.year() >= MIN_YEAR && padded.len() == format_len(format))
+        .map(Some)
+        .ok_or_else(|| NamedError::NoDate {
+            file: shown(file),
+            stamp: shown(&stamp),
+        })
+}
+
+/// The length of a date written in `format`.
+fn format_len(format: &str) -> usize {
+    if format.contains('-') { 10 } else { 8 }
 }
 
 fn base_name(file: &str) -> &str {
@@ -183,12 +208,29 @@ mod tests {
         ];
         for (file, table, date) in cases {
             assert_eq!(table_of(file), Some(table), "{file}");
-            assert_eq!(date_in(table, file), Some(date), "{file}");
+            assert_eq!(date_in(table, file), Ok(Some(date)), "{file}");
         }
         assert_eq!(table_of("s3://b/sales2024.csv.gz"), None);
         assert_eq!(table_of("s3://sales_/x.csv.gz"), None);
-        assert_eq!(date_in(Table::Sales, "sales_latest.csv.gz"), None);
-        assert_eq!(date_in(Table::Sales, "sales_2024-13-01.csv.gz"), None);
+        assert_eq!(date_in(Table::Sales, "sales_latest.csv.gz"), Ok(None));
+        assert_eq!(date_in(Table::Sales, "sales_-024-05-15.csv.gz"), Ok(None));
+        for no_date in [
+            "sales_2024-13-01.csv.gz",
+            "sales_2024131.csv.gz",
+            "sales_2024-5-1.csv.gz",
+            "sales_20240515-2.csv.gz",
+            "sales_0000-01-01.csv.gz",
+            "sales_18990101.csv.gz",
+            "sales_1.csv.gz",
+        ] {
+            assert!(
+                matches!(
+                    date_in(Table::Sales, no_date),
+                    Err(NamedError::NoDate { .. })
+                ),
+                "{no_date}"
+            );
+        }
     }
 
     #[test]

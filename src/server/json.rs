@@ -81,7 +81,7 @@ pub fn run_query(query: Option<&str>) -> Result<RunQuery, ApiError> {
             }
             other => {
                 return Err(ApiError::field(
-                    other.to_string(),
+                    shown(other),
                     format!(
                         "unknown query parameter \"{}\" (known: limit, offset, state, order_by)",
                         shown(other)
