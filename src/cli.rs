@@ -138,6 +138,12 @@ pub enum Command {
     /// Write a sample config, or check one.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Print the shell completion script for `shelfline`, e.g.
+    /// `shelfline completions bash > /etc/bash_completion.d/shelfline`.
+    Completions {
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
     /// Generate a small data set, run the pipeline on it and show a few answers.
     Demo {
         /// Put the source, raw zone and lake in this folder instead of the
@@ -148,6 +154,14 @@ pub enum Command {
         #[arg(long, default_value_t = 0.1)]
         sf: f64,
     },
+}
+
+/// The shells `completions` writes for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 /// `config` subcommands.

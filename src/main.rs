@@ -7,13 +7,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use std::sync::Arc;
 
 use shelfline::cli::{
-    Cli, ClusterCommand, Command, ConfigCommand, Locations, LogFormat, RunsCommand,
+    Cli, ClusterCommand, Command, CompletionShell, ConfigCommand, Locations, LogFormat, RunsCommand,
 };
 use shelfline::config::Config;
 use shelfline::datagen::DatagenSpec;
@@ -286,6 +286,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Config(ConfigCommand::Check) => return check_config(config, &mut stdout),
+        Command::Completions { shell } => {
+            let shell = match shell {
+                CompletionShell::Bash => clap_complete::Shell::Bash,
+                CompletionShell::Zsh => clap_complete::Shell::Zsh,
+                CompletionShell::Fish => clap_complete::Shell::Fish,
+            };
+            clap_complete::generate(shell, &mut Cli::command(), "shelfline", &mut stdout);
+        }
         Command::Demo { dir, sf } => {
             let lake_flag = dir
                 .as_ref()

@@ -230,6 +230,34 @@ fn config_init_then_check_and_every_problem_at_once() {
     assert!(stderr.contains("3 problem(s)"), "{stderr}");
 }
 
+/// The completion scripts load in their shells: bash registers the
+/// command, and the scripts name the subcommands.
+#[test]
+fn completion_scripts_load_in_their_shells() {
+    let dir = tempfile::tempdir().unwrap();
+    for shell in ["bash", "zsh", "fish"] {
+        let script = stdout(shelfline(dir.path()).args(["completions", shell]));
+        assert!(
+            script.contains("backfill") && script.contains("query"),
+            "{shell}"
+        );
+        std::fs::write(dir.path().join(shell), &script).unwrap();
+    }
+    let loaded = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "source {}/bash && complete -p shelfline",
+            dir.path().display()
+        ))
+        .output()
+        .unwrap();
+    let registered = String::from_utf8_lossy(&loaded.stdout);
+    assert!(
+        loaded.status.success() && registered.contains("shelfline"),
+        "{loaded:?}"
+    );
+}
+
 #[test]
 fn check_fails_and_lists_missing_files() {
     let dir = tempfile::tempdir().unwrap();
