@@ -11,31 +11,24 @@ pub const VALUE_CHARS: usize = 40;
 /// (the run history, the API, notifications, the terminal).
 pub const MESSAGE_CHARS: usize = 4000;
 
-/// `bytes` as printable text of at most `max` characters: invalid UTF-8
-/// replaced, control characters escaped (`\n`, `\u{1b}`), and, when cut,
-/// the full length in bytes appended.
+/// `bytes` as printable text of at most `max` characters (escapes
+/// included): invalid UTF-8 replaced, control characters escaped (`\n`,
+/// `\u{1b}`), and, when cut, the full length in bytes appended.
 pub fn excerpt(bytes: &[u8], max: usize) -> String {
-    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(max.saturating_mul(4))]);
-    let mut shown = escape(text.chars().take(max));
-    if text.chars().count() > max || bytes.len() > max.saturating_mul(4) {
+    let read = bytes.len().min(max.saturating_mul(4));
+    let text = String::from_utf8_lossy(&bytes[..read]);
+    let (mut shown, cut) = escaped(text.chars(), max, |_| false);
+    if cut || read < bytes.len() {
         shown.push_str(&format!("… ({} bytes)", bytes.len()));
     }
     shown
 }
 
-/// A message cut to `max` characters, with control characters other than
-/// newlines and tabs escaped.
+/// A message cut to `max` characters (escapes included), with control
+/// characters other than newlines and tabs escaped.
 pub fn clip(message: &str, max: usize) -> String {
-    let mut shown: String = message
-        .chars()
-        .take(max)
-        .map(|c| match c {
-            '\n' | '\t' => c.to_string(),
-            c if c.is_control() => c.escape_default().to_string(),
-            c => c.to_string(),
-        })
-        .collect();
-    if message.chars().nth(max).is_some() {
+    let (mut shown, cut) = escaped(message.chars(), max, |c| c == '\n' || c == '\t');
+    if cut {
         shown.push_str(&format!(
             "… (cut at {max} of {} characters)",
             message.chars().count()
@@ -53,13 +46,28 @@ pub fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "a panic without a message".to_string())
 }
 
-fn escape(chars: impl Iterator<Item = char>) -> String {
-    chars
-        .map(|c| match c {
-            c if c.is_control() => c.escape_default().to_string(),
+/// `chars` with control characters escaped (but those `keep` lets
+/// through), as long as the result stays within `max` characters; and
+/// whether some were left out.
+fn escaped(
+    chars: impl Iterator<Item = char>,
+    max: usize,
+    keep: impl Fn(char) -> bool,
+) -> (String, bool) {
+    let mut shown = String::new();
+    let mut length = 0;
+    for c in chars {
+        let piece = match c {
+            c if c.is_control() && !keep(c) => c.escape_default().to_string(),
             c => c.to_string(),
-        })
-        .collect()
+        };
+        length += piece.chars().count();
+        if length > max {
+            return (shown, true);
+        }
+        shown.push_str(&piece);
+    }
+    (shown, false)
 }
 
 #[cfg(test)]
@@ -83,6 +91,23 @@ mod tests {
         assert_eq!(excerpt(b"\x1b[31mred\n", 40), "\\u{1b}[31mred\\n");
         assert_eq!(clip("a\nb\x1b", 40), "a\nb\\u{1b}");
         assert_eq!(excerpt(&[0xff, b'a'], 40), "\u{fffd}a");
+    }
+
+    /// Escapes count: a value of control characters stays within its
+    /// limit (the manifest fuzz target found one that did not).
+    #[test]
+    fn escaped_characters_count_towards_the_limit() {
+        let shown = excerpt(&[0x7f; 1000], VALUE_CHARS);
+        assert!(shown.chars().count() <= VALUE_CHARS + 20, "{shown}");
+        assert!(
+            shown.starts_with("\\u{7f}") && shown.ends_with("(1000 bytes)"),
+            "{shown}"
+        );
+        let clipped = clip(&"\u{7f}".repeat(1000), 30);
+        assert!(
+            clipped.starts_with("\\u{7f}\\u{7f}\\u{7f}\\u{7f}\\u{7f}…"),
+            "{clipped}"
+        );
     }
 
     #[test]

@@ -82,6 +82,24 @@ async fn a_curl_trigger_runs_the_dag_and_publishes_the_golden_table() {
     assert_eq!(status, 409, "{body}");
     let list = server.get("/api/v1/dags/shelfline/dagRuns");
     assert_eq!(list["total_entries"], 1);
+    // The DAG itself, in Airflow's shapes; health under the API's path too.
+    let dags = server.get("/api/v1/dags");
+    assert_eq!(dags["total_entries"], 1);
+    assert_eq!(dags["dags"][0]["dag_id"], "shelfline");
+    let dag = server.get("/api/v1/dags/shelfline");
+    assert_eq!(dag["is_paused"], false);
+    let publish = server.get("/api/v1/dags/shelfline/dagRuns/lambda-run-1/taskInstances/publish");
+    assert_eq!(publish["state"], "success");
+    let (status, _) = server.curl(
+        "GET",
+        "/api/v1/dags/shelfline/dagRuns/lambda-run-1/taskInstances/nope",
+        None,
+        Some(&credentials),
+    );
+    assert_eq!(status, 404);
+    let (status, health) = server.curl("GET", "/api/v1/health", None, None);
+    assert_eq!(status, 200, "{health}");
+    assert!(health.contains("\"metadatabase\""), "{health}");
     let (status, metrics) = server.curl("GET", "/metrics", None, Some(&credentials));
     assert_eq!(status, 200);
     assert!(

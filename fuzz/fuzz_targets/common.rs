@@ -8,7 +8,9 @@ use std::sync::{Arc, LazyLock};
 use chrono::NaiveDate;
 use futures::TryStreamExt;
 use object_store::ObjectStoreExt as _;
+use shelfline_fuzzed::raw::quarantine::Quarantine;
 use shelfline_fuzzed::raw::reader::RawSource;
+use shelfline_fuzzed::raw::{RawFile, RawFormat};
 use shelfline_fuzzed::schema::Table;
 use shelfline_fuzzed::storage::Location;
 
@@ -57,21 +59,29 @@ pub fn raw_zone(name: &str) -> Location {
         .expect("a memory location parses")
 }
 
-/// Puts `bytes` as the raw file of `table` in the raw zone `name`.
-pub async fn put(
+/// A source over `bytes`, put as the `format` raw file of `table` in the
+/// in-memory raw zone `name`, with no manifest and `budget` bad rows.
+pub async fn source(
     name: &str,
     table: Table,
-    extension: &str,
+    format: RawFormat,
     bytes: Vec<u8>,
-) -> (Location, object_store::path::Path) {
+    budget: u64,
+) -> RawSource {
     let raw = raw_zone(name);
     let path =
-        object_store::path::Path::from(format!("{0}/{0}_{1}.{extension}", table.name(), date()));
+        object_store::path::Path::from(format!("{0}/{0}_{1}.{2}", table.name(), date(), format));
+    let file = RawFile {
+        table,
+        format,
+        bytes: bytes.len() as u64,
+        path: path.clone(),
+    };
     raw.store()
         .put(&path, bytes.into())
         .await
         .expect("the in-memory store takes any object");
-    (raw, path)
+    RawSource::new(raw, file, None, Arc::new(Quarantine::new(budget)))
 }
 
 /// `bytes` compressed with gzip.

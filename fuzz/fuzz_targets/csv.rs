@@ -7,15 +7,11 @@
 
 #![no_main]
 
-use std::sync::Arc;
-
 use libfuzzer_sys::fuzz_target;
-use shelfline_fuzzed::raw::quarantine::Quarantine;
-use shelfline_fuzzed::raw::reader::RawSource;
-use shelfline_fuzzed::raw::{RawFile, RawFormat};
+use shelfline_fuzzed::raw::RawFormat;
 mod common;
 
-use common::{RUNTIME, gzip, put, read_all};
+use common::{RUNTIME, gzip, read_all, source};
 
 fuzz_target!(|data: &[u8]| {
     common::watch_panics();
@@ -29,16 +25,7 @@ fuzz_target!(|data: &[u8]| {
         body.to_vec()
     };
     RUNTIME.block_on(async {
-        let (raw, path) = put("fuzz-csv", table, "csv.gz", bytes).await;
-        let file = RawFile {
-            table,
-            format: RawFormat::CsvGz,
-            bytes: 0,
-            path,
-        };
-        let mut source =
-            RawSource::new(raw, file, None, Arc::new(Quarantine::new(2))).with_max_row_bytes(1024);
-        source.chunk_bytes = 64;
-        read_all(source, 2, 2).await;
+        let source = source("fuzz-csv", table, RawFormat::CsvGz, bytes, 2).await;
+        read_all(source.with_max_row_bytes(1024).with_chunk_bytes(64), 2, 2).await;
     });
 });

@@ -66,7 +66,7 @@ pub struct RawSource {
     /// The longest CSV row read (`max_row_bytes`).
     pub max_row_bytes: usize,
     /// Decompressed bytes per CSV chunk (see [`super::chunks`]).
-    pub chunk_bytes: usize,
+    chunk_bytes: usize,
     /// Set by the first complete read, which validated every field.
     facts: Arc<OnceLock<ScanFacts>>,
 }
@@ -93,6 +93,13 @@ impl RawSource {
     /// The same file, read with rows of at most `max_row_bytes`.
     pub fn with_max_row_bytes(mut self, max_row_bytes: usize) -> Self {
         self.max_row_bytes = max_row_bytes;
+        self
+    }
+
+    /// The same file, cut into CSV chunks of about `chunk_bytes` (small
+    /// ones make rows cross chunk ends, as the fuzz targets want).
+    pub fn with_chunk_bytes(mut self, chunk_bytes: usize) -> Self {
+        self.chunk_bytes = chunk_bytes.max(1);
         self
     }
 

@@ -42,6 +42,29 @@ pub fn run_state_change(body: &[u8]) -> Result<RunState, ApiError> {
     }
 }
 
+/// The DAG in Airflow's DAG shape: its id, never paused, active, and its
+/// schedule (the extraction's cron, else the processing's).
+pub fn dag(dag_id: &str, extract_schedule: &str, process_schedule: &str) -> Value {
+    let cron = [extract_schedule, process_schedule]
+        .into_iter()
+        .map(str::trim)
+        .find(|cron| !cron.is_empty());
+    json!({
+        "dag_id": dag_id,
+        "description": "extract, check, transform and publish a day of retail sales and inventory",
+        "is_paused": false,
+        "is_active": true,
+        "is_subdag": false,
+        "fileloc": "",
+        "file_token": "",
+        "owners": ["shelfline"],
+        "tags": [],
+        "root_dag_id": null,
+        "schedule_interval": cron.map(|value| json!({"__type": "CronExpression", "value": value})),
+        "timetable_description": cron,
+    })
+}
+
 /// Parses the query of `GET dagRuns` as Airflow's clients send it:
 /// `limit`, `offset`, `state` (repeated for several states, or separated by
 /// commas) and `order_by` (a leading `-` reverses). Airflow's default order

@@ -2,12 +2,14 @@
 //! API so that an existing trigger (e.g. the original pipeline's Lambda)
 //! works unchanged:
 //!
+//! - `GET  /api/v1/health` (also `/health`), no credentials
+//! - `GET  /api/v1/dags`, `GET /api/v1/dags/{dag_id}`
 //! - `POST /api/v1/dags/{dag_id}/dagRuns` `{"dag_run_id"?, "logical_date"?, "conf"?}`
-//! - `GET  /api/v1/dags/{dag_id}/dagRuns[?state=&limit=&offset=]`
+//! - `GET  /api/v1/dags/{dag_id}/dagRuns[?state=&order_by=&limit=&offset=]`
 //! - `GET  /api/v1/dags/{dag_id}/dagRuns/{dag_run_id}`
 //! - `PATCH /api/v1/dags/{dag_id}/dagRuns/{dag_run_id}` `{"state": "failed" | "success" | "queued"}`
-//! - `GET  /api/v1/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances`
-//! - `GET  /health` (no authentication), `GET /metrics` (Prometheus text)
+//! - `GET  /api/v1/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances[/{task_id}]`
+//! - `GET  /metrics` (Prometheus text)
 //!
 //! The server holds at most [`MAX_CONNECTIONS`] connections, and closes
 //! one whose client does not send a request's headers within
@@ -38,7 +40,7 @@ use axum::routing::get;
 use serde_json::{Value, json};
 
 use crate::orchestrator::dag::RunState;
-use crate::orchestrator::history::{HistoryError, RunQuery};
+use crate::orchestrator::history::{HistoryError, RunQuery, RunRecord, TaskRecord};
 use crate::orchestrator::{Orchestrator, OrchestratorError};
 pub use auth::{Credentials, CredentialsError};
 
@@ -159,6 +161,8 @@ struct Api {
 pub fn router(orchestrator: Arc<Orchestrator>, credentials: Credentials) -> Router {
     let api = Api { orchestrator };
     let protected = Router::new()
+        .route("/api/v1/dags", get(list_dags))
+        .route("/api/v1/dags/{dag_id}", get(get_dag))
         .route(
             "/api/v1/dags/{dag_id}/dagRuns",
             get(list_runs).post(trigger_run),
@@ -171,6 +175,10 @@ pub fn router(orchestrator: Arc<Orchestrator>, credentials: Credentials) -> Rout
             "/api/v1/dags/{dag_id}/dagRuns/{run_id}/taskInstances",
             get(task_instances),
         )
+        .route(
+            "/api/v1/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}",
+            get(task_instance),
+        )
         .route("/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(
             Arc::new(credentials),
@@ -178,6 +186,7 @@ pub fn router(orchestrator: Arc<Orchestrator>, credentials: Credentials) -> Rout
         ));
     Router::new()
         .route("/health", get(health))
+        .route("/api/v1/health", get(health))
         .merge(protected)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .with_state(api)
@@ -328,6 +337,28 @@ async fn health(State(api): State<Api>) -> Response {
     }
 }
 
+/// The one DAG in Airflow's DAG shape.
+fn dag_json(api: &Api) -> Value {
+    let serve = &api.orchestrator.pipeline.config.serve;
+    json::dag(
+        &api.orchestrator.dag_id,
+        &serve.extract_schedule,
+        &serve.process_schedule,
+    )
+}
+
+async fn list_dags(State(api): State<Api>) -> axum::Json<Value> {
+    axum::Json(json!({"dags": [dag_json(&api)], "total_entries": 1}))
+}
+
+async fn get_dag(
+    State(api): State<Api>,
+    Path(dag_id): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    check_dag(&api, &dag_id)?;
+    Ok(axum::Json(dag_json(&api)))
+}
+
 async fn trigger_run(
     State(api): State<Api>,
     Path(dag_id): Path<String>,
@@ -393,12 +424,12 @@ async fn get_run(
     Ok(axum::Json(json::dag_run(&run, api.orchestrator.timezone())))
 }
 
-async fn task_instances(
-    State(api): State<Api>,
-    Path((dag_id, run_id)): Path<(String, String)>,
-) -> Result<axum::Json<Value>, ApiError> {
-    check_dag(&api, &dag_id)?;
-    let (run, tasks) = blocking(&api, move |o| {
+/// A run and its task instances.
+async fn run_and_tasks(
+    api: &Api,
+    run_id: String,
+) -> Result<(RunRecord, Vec<TaskRecord>), ApiError> {
+    blocking(api, move |o| {
         let run = o
             .history
             .run(&run_id)?
@@ -406,12 +437,42 @@ async fn task_instances(
         let tasks = o.history.tasks(&run.run_id)?;
         Ok((run, tasks))
     })
-    .await?;
+    .await
+}
+
+async fn task_instances(
+    State(api): State<Api>,
+    Path((dag_id, run_id)): Path<(String, String)>,
+) -> Result<axum::Json<Value>, ApiError> {
+    check_dag(&api, &dag_id)?;
+    let (run, tasks) = run_and_tasks(&api, run_id).await?;
     let tz = api.orchestrator.timezone();
     Ok(axum::Json(json!({
         "task_instances": tasks.iter().map(|t| json::task_instance(&run, t, tz)).collect::<Vec<_>>(),
         "total_entries": tasks.len(),
     })))
+}
+
+async fn task_instance(
+    State(api): State<Api>,
+    Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
+) -> Result<axum::Json<Value>, ApiError> {
+    check_dag(&api, &dag_id)?;
+    let (run, tasks) = run_and_tasks(&api, run_id).await?;
+    let task = tasks
+        .iter()
+        .find(|t| t.task.to_string() == task_id)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("run {} has no task \"{}\"", run.run_id, shown(&task_id)),
+            )
+        })?;
+    Ok(axum::Json(json::task_instance(
+        &run,
+        task,
+        api.orchestrator.timezone(),
+    )))
 }
 
 async fn metrics(State(api): State<Api>) -> Result<Response, ApiError> {
