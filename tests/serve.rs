@@ -108,6 +108,67 @@ async fn a_curl_trigger_runs_the_dag_and_publishes_the_golden_table() {
     );
 }
 
+/// The Python of a virtual environment that `.ci/run` made, named by `var`.
+fn python_of(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| {
+        panic!("{var} is not set: .ci/run installs Airflow's clients in virtual environments and sets it")
+    })
+}
+
+/// Runs `tests/clients/<script>` with `python`, failing with its output.
+fn run_client(python: &str, script: &str, args: &[&str]) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/clients")
+        .join(script);
+    let output = Command::new(python).arg(path).args(args).output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert!(
+        output.status.success(),
+        "{script} failed:\n{stdout}\n{stderr}"
+    );
+}
+
+/// Airflow's own Python clients from PyPI, unchanged: the 2.x client
+/// pauses and unpauses the DAG, triggers a run with a logical date in
+/// another time zone (echoed as sent), lists and filters runs, reads task
+/// instances and their logs, clears the publication to run it again, and
+/// marks a waiting run failed (`tests/clients/airflow2.py`); the 3.x
+/// client, which speaks Airflow 3's API, is told to use the 2.x one.
+#[test]
+fn airflows_python_clients_drive_the_dag() {
+    let (airflow2, airflow3) = (
+        python_of("SHELFLINE_AIRFLOW2_PYTHON"),
+        python_of("SHELFLINE_AIRFLOW3_PYTHON"),
+    );
+    let (ws, config) = workspace();
+    ws.write_raw(golden_date(), &golden_tables());
+    let server = Server::start(&write_config(ws.dir.path(), &config));
+    let (day, missing) = (
+        golden_date().to_string(),
+        golden_date().pred_opt().unwrap().to_string(),
+    );
+    run_client(
+        &airflow2,
+        "airflow2.py",
+        &[&server.url, USER, PASSWORD, "shelfline", &day, &missing],
+    );
+    common::assert_same_csv(
+        &tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(ws.fact_csv()),
+        &expected_fact(),
+        "lake after the client's runs",
+    );
+    run_client(
+        &airflow3,
+        "airflow3.py",
+        &[&server.url, USER, PASSWORD, "shelfline"],
+    );
+}
+
 /// The original pipeline's trigger Lambda, replayed byte for byte: its
 /// DAG id, basic auth, no run id and no date, and one `conf` key per table
 /// holding the URL of the file it found at the bucket's root, the key being

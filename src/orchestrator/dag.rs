@@ -131,6 +131,11 @@ impl TaskState {
     pub fn lets_downstream_run(self) -> bool {
         matches!(self, TaskState::Success | TaskState::Skipped)
     }
+
+    /// Whether the task failed, or did not run because one upstream did.
+    pub fn is_failure(self) -> bool {
+        matches!(self, TaskState::Failed | TaskState::UpstreamFailed)
+    }
 }
 
 impl TaskState {
@@ -171,6 +176,11 @@ impl RunState {
             RunState::Success => "success",
             RunState::Failed => "failed",
         }
+    }
+
+    /// Whether the run has ended (a success or a failure).
+    pub fn is_ended(self) -> bool {
+        matches!(self, RunState::Success | RunState::Failed)
     }
 }
 

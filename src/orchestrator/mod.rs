@@ -8,6 +8,7 @@
 //! the `backfill` or `runs retry` command itself. Other processes only
 //! add runs to the history; the executor picks them up.
 
+mod clear;
 pub mod clock;
 mod conf;
 pub mod dag;
@@ -45,6 +46,7 @@ use schedule::{Handled, Schedule, ScheduleError, Schedules};
 use sensor::SensorPolicy;
 use tasks::{Stage, TaskError};
 
+pub use clear::{ClearSelection, Cleared};
 pub use conf::GUARD_OVERRIDES;
 
 /// How often the daemon looks for runs other processes added.
@@ -136,6 +138,8 @@ impl RetryPolicy {
 pub struct Trigger {
     pub run_id: Option<String>,
     pub logical_date: Option<NaiveDate>,
+    /// The time the logical date was sent as, if it was (echoed by the API).
+    pub logical_time: Option<String>,
     /// Free-form; `files` (raw files, relative to the raw zone or full
     /// URLs) makes the sensor wait for them too and skips extraction;
     /// `extract` (boolean) forces the choice.
@@ -147,6 +151,18 @@ pub struct Trigger {
 pub enum BackfillDate {
     Queued(RunRecord),
     Skipped { date: NaiveDate, reason: String },
+}
+
+/// `run`'s conf for another attempt, with `extra` added: the guards'
+/// overrides hold for the attempt they were given for, so a later one
+/// passes them again or goes without.
+fn renewed_conf(run: &RunRecord, extra: serde_json::Map<String, Value>) -> Value {
+    let mut conf = run.conf.clone();
+    if let Value::Object(map) = &mut conf {
+        map.retain(|key, _| !GUARD_OVERRIDES.contains(&key.as_str()));
+        map.extend(extra);
+    }
+    conf
 }
 
 /// The orchestrator of one DAG over one pipeline.
@@ -321,6 +337,9 @@ impl Orchestrator {
             run_id: String::new(),
             dag_id: self.dag_id.clone(),
             logical_date,
+            logical_time: trigger
+                .logical_time
+                .filter(|_| trigger.logical_date.is_some()),
             run_type: RunType::Manual,
             conf,
             extract,
@@ -395,6 +414,7 @@ impl Orchestrator {
                 run_id: format!("backfill__{date}__{}", now.timestamp_millis()),
                 dag_id: self.dag_id.clone(),
                 logical_date: date,
+                logical_time: None,
                 run_type: RunType::Backfill,
                 conf: Value::Object(conf.clone()),
                 extract,
@@ -421,18 +441,43 @@ impl Orchestrator {
             // Left by a process that stopped: carry it on as it is.
             return Ok(found);
         }
-        // The guards' overrides hold for the attempt they were given for:
-        // a later retry passes them again or goes without.
-        let mut run_conf = found.conf.clone();
-        if let Value::Object(map) = &mut run_conf {
-            map.retain(|key, _| !GUARD_OVERRIDES.contains(&key.as_str()));
-            map.extend(conf);
-        }
+        let conf = renewed_conf(&found, conf);
         let run = self
             .history
-            .retry_run(run_id, 1 + self.retries.retries, &run_conf)?;
+            .retry_run(run_id, 1 + self.retries.retries, &conf)?;
         self.wake.notify_one();
         Ok(run)
+    }
+
+    /// Queues `tasks` of the ended `run` again (the API's
+    /// `clearTaskInstances`), with what shares their work
+    /// ([`history::requeued`]).
+    pub fn clear(&self, run: &RunRecord, tasks: &[TaskId]) -> Result<RunRecord, OrchestratorError> {
+        let conf = renewed_conf(run, Default::default());
+        let cleared = self
+            .history
+            .clear(run, tasks, 1 + self.retries.retries, &conf)?;
+        self.wake.notify_one();
+        Ok(cleared)
+    }
+
+    /// Whether the DAG is paused: no scheduled runs are created, and the
+    /// daemon starts no queued run (those running go on).
+    pub fn is_paused(&self) -> Result<bool, OrchestratorError> {
+        Ok(self.history.is_paused(&self.dag_id)?)
+    }
+
+    /// Pauses or unpauses the DAG. Unpaused, the schedules catch up on the
+    /// fire times missed meanwhile as after a restart (`catchup`).
+    pub fn set_paused(&self, paused: bool) -> Result<(), OrchestratorError> {
+        self.history.set_paused(&self.dag_id, paused)?;
+        tracing::info!(
+            "{} {}",
+            self.dag_id,
+            if paused { "paused" } else { "unpaused" }
+        );
+        self.wake.notify_one();
+        Ok(())
     }
 
     fn create(&self, run: NewRun) -> Result<RunRecord, OrchestratorError> {
@@ -549,9 +594,13 @@ impl Orchestrator {
             *resumed = true;
         }
         self.schedule_due_runs()?;
+        let paused = self.is_paused()?;
         for run in self.history.active_runs(&self.dag_id)? {
             if in_flight.len() >= self.max_active_runs {
                 break;
+            }
+            if paused && run.state == RunState::Queued {
+                continue;
             }
             if !in_flight.values().any(|id| *id == run.run_id) {
                 let me = Arc::clone(self);
@@ -600,6 +649,10 @@ impl Orchestrator {
     /// Creates the scheduled runs due now (see [`schedule`] for the
     /// catch-up policy) and records what was handled.
     pub fn schedule_due_runs(&self) -> Result<Vec<RunRecord>, OrchestratorError> {
+        if self.is_paused()? {
+            // What was not handled is caught up on when unpaused.
+            return Ok(Vec::new());
+        }
         let now = self.clock.now();
         let handled = self
             .history
@@ -616,6 +669,7 @@ impl Orchestrator {
                 run_id: format!("scheduled__{}", due.logical_date),
                 dag_id: self.dag_id.clone(),
                 logical_date: due.logical_date,
+                logical_time: None,
                 run_type: RunType::Scheduled,
                 conf: Value::Object(Default::default()),
                 extract: due.extract,
@@ -650,7 +704,7 @@ impl Orchestrator {
             // publication, which finishes first (it may be between two
             // tables' commits).
             let current = self.patiently(|| self.history.find_run(run_id)).await?;
-            let ended = !matches!(current.state, RunState::Queued | RunState::Running);
+            let ended = current.state.is_ended();
             if ended && !publishing {
                 return Ok(current.state);
             }
@@ -899,7 +953,7 @@ impl Orchestrator {
     async fn wait_for(&self, run_id: &str) -> Result<RunState, OrchestratorError> {
         loop {
             let run = self.history.find_run(run_id)?;
-            if matches!(run.state, RunState::Success | RunState::Failed) {
+            if run.state.is_ended() {
                 return Ok(run.state);
             }
             self.clock.sleep(POLL).await;

@@ -241,9 +241,22 @@ async fn wait_for_raw(orchestrator: &Orchestrator, run: &RunRecord) -> Result<Do
         .unwrap_or_else(|| orchestrator.clock.now());
     let raw = &orchestrator.pipeline.raw;
     let named = super::conf::named_files(&run.conf).map_err(TaskError::fatal)?;
+    let mut told: Vec<String> = Vec::new();
     let mut waiting = |missing: &[String], gives_up_at: DateTime<Utc>| {
         let figures = json!({"missing": missing, "gives_up_at": gives_up_at.to_rfc3339()});
-        if let Err(e) = history.set_task_figures(&run.run_id, TaskId::WaitForRaw, &figures) {
+        let mut recorded = history.set_task_figures(&run.run_id, TaskId::WaitForRaw, &figures);
+        // The log says what is missing each time that changes.
+        if recorded.is_ok() && told != missing {
+            let line = format!(
+                "waiting for {}; gives up at {}",
+                missing.join(", "),
+                gives_up_at.to_rfc3339()
+            );
+            let now = orchestrator.clock.now();
+            recorded = history.log(&run.run_id, TaskId::WaitForRaw, &line, now);
+            told = missing.to_vec();
+        }
+        if let Err(e) = recorded {
             tracing::warn!(
                 "run {}: cannot record what the sensor waits for: {e}",
                 run.run_id

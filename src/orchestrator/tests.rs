@@ -79,6 +79,7 @@ fn processing_run(orchestrator: &Orchestrator, date: NaiveDate) -> String {
         run_id: format!("backfill__{date}"),
         dag_id: orchestrator.dag_id.clone(),
         logical_date: date,
+        logical_time: None,
         run_type: RunType::Backfill,
         conf: serde_json::json!({}),
         extract: false,
@@ -315,6 +316,7 @@ fn new_run_like(run: &super::history::RunRecord) -> NewRun {
         run_id: run.run_id.clone(),
         dag_id: run.dag_id.clone(),
         logical_date: run.logical_date,
+        logical_time: run.logical_time.clone(),
         run_type: run.run_type,
         conf: run.conf.clone(),
         extract: run.extract,
@@ -344,6 +346,28 @@ async fn a_restarted_daemon_keeps_its_schedule_and_catches_up_the_latest_date_on
         .map(|r| r.logical_date.to_string())
         .collect();
     assert_eq!(dates, ["2026-01-14", "2026-01-15"]);
+}
+
+#[tokio::test]
+async fn a_paused_dag_schedules_nothing_and_catches_up_when_unpaused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut catchup = config(dir.path());
+    catchup.serve.catchup = true;
+    let clock = Arc::new(TestClock::at(utc("2026-01-11T12:00:00Z")));
+    let o = orchestrator_with(catchup, Arc::clone(&clock));
+    assert!(o.schedule_due_runs().unwrap().is_empty());
+    o.set_paused(true).unwrap();
+    clock.sleep(std::time::Duration::from_secs(3 * 86_400)).await;
+    assert!(o.schedule_due_runs().unwrap().is_empty());
+    assert!(o.history.active_runs(&o.dag_id).unwrap().is_empty());
+    o.set_paused(false).unwrap();
+    let dates: Vec<String> = o
+        .schedule_due_runs()
+        .unwrap()
+        .iter()
+        .map(|r| r.logical_date.to_string())
+        .collect();
+    assert_eq!(dates, ["2026-01-11", "2026-01-12", "2026-01-13"]);
 }
 
 #[tokio::test]
@@ -398,6 +422,21 @@ async fn an_interrupted_task_is_resumed_and_the_staged_chain_recomputed() {
             .unwrap()
             .contains("interrupted")
     );
+    // Each attempt's log says how it went.
+    let lines = |task, try_number| -> Vec<String> {
+        let log = o.history.task_log(&run_id, task, try_number).unwrap();
+        log.into_iter().map(|l| l.line).collect()
+    };
+    assert_eq!(
+        lines(TaskId::Quality, 1),
+        [
+            "attempt 1 of 3 started",
+            "interrupted: the process running it stopped"
+        ]
+    );
+    let second = lines(TaskId::Quality, 2);
+    assert!(second[0].starts_with("attempt 2 of"), "{second:?}");
+    assert!(second[1].starts_with("succeeded: {"), "{second:?}");
 }
 
 /// Triggers in the same instant without a run id each get their own id

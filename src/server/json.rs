@@ -6,9 +6,9 @@ use chrono_tz::Tz;
 use serde_json::{Map, Value, json};
 
 use super::ApiError;
-use crate::orchestrator::Trigger;
-use crate::orchestrator::dag::RunState;
+use crate::orchestrator::dag::{RunState, TaskId};
 use crate::orchestrator::history::{RunQuery, RunRecord, RunType, TaskRecord};
+use crate::orchestrator::{ClearSelection, Cleared, Trigger};
 use crate::text::{VALUE_CHARS, excerpt};
 
 /// Fields of Airflow's DAGRun that a trigger may send; others are refused.
@@ -42,9 +42,9 @@ pub fn run_state_change(body: &[u8]) -> Result<RunState, ApiError> {
     }
 }
 
-/// The DAG in Airflow's DAG shape: its id, never paused, active, and its
+/// The DAG in Airflow's DAG shape: its id, whether it is paused, and its
 /// schedule (the extraction's cron, else the processing's).
-pub fn dag(dag_id: &str, extract_schedule: &str, process_schedule: &str) -> Value {
+pub fn dag(dag_id: &str, is_paused: bool, extract_schedule: &str, process_schedule: &str) -> Value {
     let cron = [extract_schedule, process_schedule]
         .into_iter()
         .map(str::trim)
@@ -52,7 +52,7 @@ pub fn dag(dag_id: &str, extract_schedule: &str, process_schedule: &str) -> Valu
     json!({
         "dag_id": dag_id,
         "description": "extract, check, transform and publish a day of retail sales and inventory",
-        "is_paused": false,
+        "is_paused": is_paused,
         "is_active": true,
         "is_subdag": false,
         "fileloc": "",
@@ -120,8 +120,139 @@ fn shown(text: &str) -> String {
     excerpt(text.as_bytes(), VALUE_CHARS)
 }
 
+/// Parses the body of `PATCH dags/{id}`: `{"is_paused": true | false}`.
+pub fn pause_change(body: &[u8]) -> Result<bool, ApiError> {
+    let parsed: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    parsed
+        .get("is_paused")
+        .and_then(Value::as_bool)
+        .ok_or_else(|| {
+            ApiError::field(
+                "is_paused",
+                "the body must be {\"is_paused\": true} or {\"is_paused\": false}",
+            )
+        })
+}
+
+/// The body of `POST clearTaskInstances` as Airflow's clients send it.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClearBody {
+    #[serde(default = "yes")]
+    dry_run: bool,
+    dag_run_id: Option<String>,
+    task_ids: Option<Vec<String>>,
+    start_date: Option<String>,
+    end_date: Option<String>,
+    #[serde(default = "yes")]
+    only_failed: bool,
+    #[serde(default)]
+    only_running: bool,
+    #[serde(default)]
+    include_upstream: bool,
+    #[serde(default)]
+    include_downstream: bool,
+    #[serde(default)]
+    include_future: bool,
+    #[serde(default)]
+    include_past: bool,
+    // No sub-DAGs, and a cleared run is always queued again: accepted,
+    // with nothing more to do.
+    #[serde(default, rename = "include_subdags")]
+    _include_subdags: bool,
+    #[serde(default, rename = "include_parentdag")]
+    _include_parentdag: bool,
+    #[serde(default, rename = "reset_dag_runs")]
+    _reset_dag_runs: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Parses the body of `POST clearTaskInstances`: whether it is a dry run,
+/// and what to clear. Airflow's defaults hold (`dry_run` and
+/// `only_failed` true).
+pub fn clear_request(body: &[u8]) -> Result<(bool, ClearSelection), ApiError> {
+    let body: ClearBody = serde_json::from_slice(body).map_err(|e| {
+        let reason = excerpt(e.to_string().as_bytes(), 300);
+        ApiError::field(
+            "body",
+            format!("the body is not a clearTaskInstances request: {reason}"),
+        )
+    })?;
+    for (set, field) in [
+        (body.only_running, "only_running"),
+        (body.include_future, "include_future"),
+        (body.include_past, "include_past"),
+    ] {
+        if set {
+            return Err(ApiError::field(
+                field,
+                format!(
+                    "{field} is not supported: only ended runs are cleared; name them by dag_run_id or start_date and end_date"
+                ),
+            ));
+        }
+    }
+    let date = |field: &str, text: Option<String>| -> Result<Option<NaiveDate>, ApiError> {
+        text.map(|text| {
+            parse_date(&text).and_then(|(date, _)| date).ok_or_else(|| {
+                ApiError::field(
+                    field,
+                    format!(
+                        "{field} \"{}\" is not a date or an ISO 8601 time",
+                        shown(&text)
+                    ),
+                )
+            })
+        })
+        .transpose()
+    };
+    let tasks = body
+        .task_ids
+        .map(|ids| {
+            ids.iter()
+                .map(|id| {
+                    id.parse::<TaskId>()
+                        .map_err(|e| ApiError::field("task_ids", e))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .transpose()?;
+    let selection = ClearSelection {
+        run_id: body.dag_run_id,
+        from: date("start_date", body.start_date)?,
+        to: date("end_date", body.end_date)?,
+        tasks,
+        only_failed: body.only_failed,
+        upstream: body.include_upstream,
+        downstream: body.include_downstream,
+    };
+    Ok((body.dry_run, selection))
+}
+
+/// What a clear queues again, as Airflow's TaskInstanceReferenceCollection.
+pub fn cleared(plan: &[Cleared], tz: Tz) -> Value {
+    let references: Vec<Value> = plan
+        .iter()
+        .flat_map(|cleared| {
+            let logical = logical_dates(&cleared.run, tz).0;
+            cleared.tasks.iter().map(move |task| {
+                json!({
+                    "task_id": task.to_string(),
+                    "dag_id": cleared.run.dag_id,
+                    "dag_run_id": cleared.run.run_id,
+                    "execution_date": logical,
+                })
+            })
+        })
+        .collect();
+    json!({"task_instances": references})
+}
+
 /// Parses the body of `POST dagRuns`.
-pub fn trigger(body: &[u8], tz: Tz) -> Result<Trigger, ApiError> {
+pub fn trigger(body: &[u8]) -> Result<Trigger, ApiError> {
     let body: Value = if body.iter().all(u8::is_ascii_whitespace) {
         Value::Object(Map::new())
     } else {
@@ -156,9 +287,12 @@ pub fn trigger(body: &[u8], tz: Tz) -> Result<Trigger, ApiError> {
             ));
         }
     };
-    let logical_date = match fields.get("logical_date").or(fields.get("execution_date")) {
-        None | Some(Value::Null) => None,
-        Some(Value::String(text)) => Some(parse_date(text, tz).ok_or_else(|| {
+    let (logical_date, logical_time) = match fields
+        .get("logical_date")
+        .or(fields.get("execution_date"))
+    {
+        None | Some(Value::Null) => (None, None),
+        Some(Value::String(text)) => parse_date(text).ok_or_else(|| {
             ApiError::field(
                 "logical_date",
                 format!(
@@ -166,7 +300,7 @@ pub fn trigger(body: &[u8], tz: Tz) -> Result<Trigger, ApiError> {
                     excerpt(text.as_bytes(), VALUE_CHARS)
                 ),
             )
-        })?),
+        })?,
         Some(_) => return Err(ApiError::field("logical_date", "logical_date must be a string")),
     };
     let conf = match fields.get("conf") {
@@ -177,6 +311,7 @@ pub fn trigger(body: &[u8], tz: Tz) -> Result<Trigger, ApiError> {
     Ok(Trigger {
         run_id,
         logical_date,
+        logical_time,
         conf,
     })
 }
@@ -189,14 +324,15 @@ fn valid_run_id(id: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "-_.:+".contains(c))
 }
 
-/// A date, or the date (in `tz`) of an ISO 8601 time.
-fn parse_date(text: &str, tz: Tz) -> Option<NaiveDate> {
+/// A date (`2025-01-07`), or an ISO 8601 time with its offset, which gives
+/// the date as written (the sender's day, whatever the schedules' time
+/// zone) and is kept as sent, to be echoed.
+fn parse_date(text: &str) -> Option<(Option<NaiveDate>, Option<String>)> {
     if let Ok(date) = text.parse::<NaiveDate>() {
-        return Some(date);
+        return Some((Some(date), None));
     }
-    DateTime::parse_from_rfc3339(text)
-        .ok()
-        .map(|t| t.with_timezone(&tz).date_naive())
+    let time = DateTime::parse_from_rfc3339(text).ok()?;
+    Some((Some(time.date_naive()), Some(text.to_string())))
 }
 
 fn time(t: Option<DateTime<Utc>>) -> Value {
@@ -213,16 +349,38 @@ fn midnight(date: NaiveDate, tz: Tz) -> Value {
     time(local.map(|t| t.with_timezone(&Utc)))
 }
 
+/// The start and end of `run`'s data interval: its logical date as the
+/// trigger sent it and a day later, else midnights in the schedules' time
+/// zone.
+fn logical_dates(run: &RunRecord, tz: Tz) -> (Value, Value) {
+    let sent = run
+        .logical_time
+        .as_deref()
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok());
+    match sent {
+        Some(sent) => (
+            json!(run.logical_time),
+            json!((sent + chrono::Days::new(1)).to_rfc3339()),
+        ),
+        None => (
+            midnight(run.logical_date, tz),
+            run.logical_date
+                .succ_opt()
+                .map_or(Value::Null, |d| midnight(d, tz)),
+        ),
+    }
+}
+
 /// A run in the shape of Airflow's DAGRun.
 pub fn dag_run(run: &RunRecord, tz: Tz) -> Value {
-    let logical = midnight(run.logical_date, tz);
+    let (logical, interval_end) = logical_dates(run, tz);
     json!({
         "dag_run_id": run.run_id,
         "dag_id": run.dag_id,
         "logical_date": logical,
         "execution_date": logical,
         "data_interval_start": logical,
-        "data_interval_end": run.logical_date.succ_opt().map_or(Value::Null, |d| midnight(d, tz)),
+        "data_interval_end": interval_end,
         "start_date": time(run.start_date),
         "end_date": time(run.end_date),
         "state": run.state.as_str(),
@@ -247,7 +405,7 @@ pub fn task_instance(run: &RunRecord, task: &TaskRecord, tz: Tz) -> Value {
         "task_id": task.task.to_string(),
         "dag_id": run.dag_id,
         "dag_run_id": run.run_id,
-        "execution_date": midnight(run.logical_date, tz),
+        "execution_date": logical_dates(run, tz).0,
         "start_date": time(task.start_date),
         "end_date": time(task.end_date),
         "duration": duration,
@@ -266,7 +424,7 @@ mod tests {
     use crate::orchestrator::history::RunOrder;
 
     fn field_of(body: &str) -> String {
-        let error = trigger(body.as_bytes(), chrono_tz::UTC).unwrap_err();
+        let error = trigger(body.as_bytes()).unwrap_err();
         error.field.unwrap_or_default()
     }
 
@@ -307,20 +465,72 @@ mod tests {
     fn the_airflow_trigger_body_parses() {
         let body = r#"{"dag_run_id": "lambda-2025-01-07", "logical_date": "2025-01-07T00:00:00+00:00",
                        "conf": {"files": ["sales/sales_2025-01-07.csv.gz"]}}"#;
-        let trigger = trigger(body.as_bytes(), chrono_tz::UTC).unwrap();
+        let trigger = trigger(body.as_bytes()).unwrap();
         assert_eq!(trigger.run_id.as_deref(), Some("lambda-2025-01-07"));
         assert_eq!(trigger.logical_date, "2025-01-07".parse().ok());
         assert_eq!(trigger.conf["files"][0], "sales/sales_2025-01-07.csv.gz");
-        let empty = super::trigger(b"", chrono_tz::UTC).unwrap();
+        let empty = super::trigger(b"").unwrap();
         assert!(empty.run_id.is_none() && empty.logical_date.is_none());
     }
 
     #[test]
-    fn a_time_is_read_in_the_schedules_time_zone() {
-        let tz: Tz = "Europe/Paris".parse().unwrap();
-        let body = r#"{"logical_date": "2025-01-06T23:30:00Z"}"#;
-        let trigger = trigger(body.as_bytes(), tz).unwrap();
+    fn a_time_gives_the_senders_date_and_is_echoed_as_sent() {
+        let sent = "2025-01-07T00:00:00+05:00";
+        let body = format!(r#"{{"logical_date": "{sent}"}}"#);
+        let trigger = trigger(body.as_bytes()).unwrap();
         assert_eq!(trigger.logical_date, "2025-01-07".parse().ok());
+        assert_eq!(trigger.logical_time.as_deref(), Some(sent));
+        let run = RunRecord {
+            id: 1,
+            run_id: "r".to_string(),
+            dag_id: "d".to_string(),
+            logical_date: "2025-01-07".parse().unwrap(),
+            logical_time: trigger.logical_time,
+            run_type: RunType::Manual,
+            state: RunState::Queued,
+            conf: json!({}),
+            extract: false,
+            process_after: None,
+            created_at: Utc::now(),
+            start_date: None,
+            end_date: None,
+        };
+        let paris: Tz = "Europe/Paris".parse().unwrap();
+        let shown = dag_run(&run, paris);
+        assert_eq!(shown["logical_date"], sent);
+        assert_eq!(shown["data_interval_end"], "2025-01-08T00:00:00+05:00");
+        let by_date = RunRecord {
+            logical_time: None,
+            ..run
+        };
+        assert_eq!(
+            dag_run(&by_date, paris)["logical_date"],
+            "2025-01-06T23:00:00+00:00"
+        );
+    }
+
+    #[test]
+    fn clear_requests_keep_airflows_defaults_and_name_bad_fields() {
+        let (dry_run, selection) =
+            clear_request(br#"{"dag_run_id": "r", "task_ids": ["transform"]}"#).unwrap();
+        assert!(dry_run && selection.only_failed);
+        assert_eq!(selection.tasks, Some(vec![TaskId::Transform]));
+        let (dry_run, selection) = clear_request(
+            br#"{"dry_run": false, "only_failed": false, "start_date": "2025-01-01T00:00:00Z", "end_date": "2025-01-31", "reset_dag_runs": true}"#,
+        )
+        .unwrap();
+        assert!(!dry_run && !selection.only_failed);
+        assert_eq!(selection.from, "2025-01-01".parse().ok());
+        assert_eq!(selection.to, "2025-01-31".parse().ok());
+        for (bad, field) in [
+            (r#"{"task_ids": ["nope"]}"#, "task_ids"),
+            (r#"{"include_future": true}"#, "include_future"),
+            (r#"{"start_date": "soon"}"#, "start_date"),
+            (r#"{"colour": 1}"#, "body"),
+        ] {
+            let error = clear_request(bad.as_bytes()).unwrap_err();
+            assert_eq!(error.field.as_deref(), Some(field), "{bad}");
+        }
     }
 
     #[test]

@@ -4,12 +4,18 @@
 //!
 //! - `GET  /api/v1/health` (also `/health`), no credentials
 //! - `GET  /api/v1/dags`, `GET /api/v1/dags/{dag_id}`
+//! - `PATCH /api/v1/dags/{dag_id}` `{"is_paused": true | false}`
 //! - `POST /api/v1/dags/{dag_id}/dagRuns` `{"dag_run_id"?, "logical_date"?, "conf"?}`
 //! - `GET  /api/v1/dags/{dag_id}/dagRuns[?state=&order_by=&limit=&offset=]`
 //! - `GET  /api/v1/dags/{dag_id}/dagRuns/{dag_run_id}`
 //! - `PATCH /api/v1/dags/{dag_id}/dagRuns/{dag_run_id}` `{"state": "failed" | "success" | "queued"}`
 //! - `GET  /api/v1/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances[/{task_id}]`
+//! - `GET  /api/v1/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances/{task_id}/logs/{try}`
+//! - `POST /api/v1/dags/{dag_id}/clearTaskInstances`
 //! - `GET  /metrics` (Prometheus text)
+//!
+//! Airflow 3's API (`/api/v2`, `/auth/token`) answers 404 saying to use
+//! Airflow's 2.x client.
 //!
 //! The server holds at most [`MAX_CONNECTIONS`] connections, and closes
 //! one whose client does not send a request's headers within
@@ -33,13 +39,14 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 use serde_json::{Value, json};
 
 use crate::orchestrator::dag::RunState;
+use crate::orchestrator::dag::TaskId;
 use crate::orchestrator::history::{HistoryError, RunQuery, RunRecord, TaskRecord};
 use crate::orchestrator::{Orchestrator, OrchestratorError};
 pub use auth::{Credentials, CredentialsError};
@@ -162,7 +169,11 @@ pub fn router(orchestrator: Arc<Orchestrator>, credentials: Credentials) -> Rout
     let api = Api { orchestrator };
     let protected = Router::new()
         .route("/api/v1/dags", get(list_dags))
-        .route("/api/v1/dags/{dag_id}", get(get_dag))
+        .route("/api/v1/dags/{dag_id}", get(get_dag).patch(patch_dag))
+        .route(
+            "/api/v1/dags/{dag_id}/clearTaskInstances",
+            axum::routing::post(clear_task_instances),
+        )
         .route(
             "/api/v1/dags/{dag_id}/dagRuns",
             get(list_runs).post(trigger_run),
@@ -179,6 +190,10 @@ pub fn router(orchestrator: Arc<Orchestrator>, credentials: Credentials) -> Rout
             "/api/v1/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}",
             get(task_instance),
         )
+        .route(
+            "/api/v1/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
+            get(task_log),
+        )
         .route("/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(
             Arc::new(credentials),
@@ -187,6 +202,8 @@ pub fn router(orchestrator: Arc<Orchestrator>, credentials: Credentials) -> Rout
     Router::new()
         .route("/health", get(health))
         .route("/api/v1/health", get(health))
+        .route("/auth/token", any(airflow3))
+        .route("/api/v2/{*path}", any(airflow3))
         .merge(protected)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .with_state(api)
@@ -316,6 +333,15 @@ fn check_dag(api: &Api, dag_id: &str) -> Result<(), ApiError> {
     }
 }
 
+/// Airflow 3's login and API (`/api/v2`), which shelfline does not speak:
+/// says which client to use.
+async fn airflow3() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "shelfline speaks Airflow 2's REST API (/api/v1, HTTP basic or bearer auth); use Airflow's 2.x client: pip install 'apache-airflow-client<3'",
+    )
+}
+
 async fn health(State(api): State<Api>) -> Response {
     let dag_id = api.orchestrator.dag_id.clone();
     let counted = blocking(&api, move |o| Ok(o.history.counts(&dag_id)?)).await;
@@ -338,17 +364,20 @@ async fn health(State(api): State<Api>) -> Response {
 }
 
 /// The one DAG in Airflow's DAG shape.
-fn dag_json(api: &Api) -> Value {
+async fn dag_json(api: &Api) -> Result<Value, ApiError> {
+    let paused = blocking(api, |o| Ok(o.is_paused()?)).await?;
     let serve = &api.orchestrator.pipeline.config.serve;
-    json::dag(
+    Ok(json::dag(
         &api.orchestrator.dag_id,
+        paused,
         &serve.extract_schedule,
         &serve.process_schedule,
-    )
+    ))
 }
 
-async fn list_dags(State(api): State<Api>) -> axum::Json<Value> {
-    axum::Json(json!({"dags": [dag_json(&api)], "total_entries": 1}))
+async fn list_dags(State(api): State<Api>) -> Result<axum::Json<Value>, ApiError> {
+    let dag = dag_json(&api).await?;
+    Ok(axum::Json(json!({"dags": [dag], "total_entries": 1})))
 }
 
 async fn get_dag(
@@ -356,7 +385,53 @@ async fn get_dag(
     Path(dag_id): Path<String>,
 ) -> Result<axum::Json<Value>, ApiError> {
     check_dag(&api, &dag_id)?;
-    Ok(axum::Json(dag_json(&api)))
+    Ok(axum::Json(dag_json(&api).await?))
+}
+
+/// `PATCH dags/{id}`: pauses or unpauses the schedules (and the start of
+/// queued runs), as Airflow's pause toggle does.
+async fn patch_dag(
+    State(api): State<Api>,
+    Path(dag_id): Path<String>,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Result<axum::Json<Value>, ApiError> {
+    check_dag(&api, &dag_id)?;
+    let pairs = url::form_urlencoded::parse(query.as_deref().unwrap_or_default().as_bytes());
+    for (key, value) in pairs {
+        if key != "update_mask" || value.split(',').any(|field| field.trim() != "is_paused") {
+            return Err(ApiError::field(
+                "update_mask",
+                "only is_paused can be changed (update_mask=is_paused)",
+            ));
+        }
+    }
+    let paused = json::pause_change(&body)?;
+    blocking(&api, move |o| Ok(o.set_paused(paused)?)).await?;
+    Ok(axum::Json(dag_json(&api).await?))
+}
+
+/// `POST clearTaskInstances`: lists (`dry_run`, Airflow's default) or
+/// queues again the selected tasks of ended runs.
+async fn clear_task_instances(
+    State(api): State<Api>,
+    Path(dag_id): Path<String>,
+    body: Bytes,
+) -> Result<axum::Json<Value>, ApiError> {
+    check_dag(&api, &dag_id)?;
+    let (dry_run, selection) = json::clear_request(&body)?;
+    let plan = blocking(&api, move |o| {
+        let plan = o.plan_clear(&selection)?;
+        if !dry_run {
+            o.apply_clear(&plan)?;
+        }
+        Ok(plan)
+    })
+    .await?;
+    Ok(axum::Json(json::cleared(
+        &plan,
+        api.orchestrator.timezone(),
+    )))
 }
 
 async fn trigger_run(
@@ -365,7 +440,7 @@ async fn trigger_run(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     check_dag(&api, &dag_id)?;
-    let trigger = json::trigger(&body, api.orchestrator.timezone())?;
+    let trigger = json::trigger(&body)?;
     let run = blocking(&api, move |o| Ok(o.trigger(trigger)?)).await?;
     Ok(axum::Json(json::dag_run(&run, api.orchestrator.timezone())).into_response())
 }
@@ -453,26 +528,83 @@ async fn task_instances(
     })))
 }
 
+/// The task `task_id` of `run`.
+fn find_task<'a>(
+    run: &RunRecord,
+    tasks: &'a [TaskRecord],
+    task_id: &str,
+) -> Result<&'a TaskRecord, ApiError> {
+    tasks
+        .iter()
+        .find(|t| t.task.to_string() == task_id)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("run {} has no task \"{}\"", run.run_id, shown(task_id)),
+            )
+        })
+}
+
 async fn task_instance(
     State(api): State<Api>,
     Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
 ) -> Result<axum::Json<Value>, ApiError> {
     check_dag(&api, &dag_id)?;
     let (run, tasks) = run_and_tasks(&api, run_id).await?;
-    let task = tasks
-        .iter()
-        .find(|t| t.task.to_string() == task_id)
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                format!("run {} has no task \"{}\"", run.run_id, shown(&task_id)),
-            )
-        })?;
+    let task = find_task(&run, &tasks, &task_id)?;
     Ok(axum::Json(json::task_instance(
         &run,
         task,
         api.orchestrator.timezone(),
     )))
+}
+
+/// `GET .../logs/{try}`: the lines of one attempt of a task, as JSON
+/// (`{"content"}`, the whole log at once) or, asked with `Accept:
+/// text/plain`, as text.
+async fn task_log(
+    State(api): State<Api>,
+    Path((dag_id, run_id, task_id, try_number)): Path<(String, String, String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    check_dag(&api, &dag_id)?;
+    let try_number = try_number
+        .parse::<u32>()
+        .ok()
+        .filter(|n| *n >= 1)
+        .ok_or_else(|| {
+            ApiError::field("task_try_number", "the try number is a whole number ≥ 1")
+        })?;
+    let (run, tasks) = run_and_tasks(&api, run_id).await?;
+    let task = find_task(&run, &tasks, &task_id)?;
+    if try_number > task.try_number {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!(
+                "{} of run {} has had {} attempt(s), not {try_number}",
+                task.task, run.run_id, task.try_number
+            ),
+        ));
+    }
+    let (run_id, task_id): (String, TaskId) = (run.run_id.clone(), task.task);
+    let lines = blocking(&api, move |o| {
+        Ok(o.history.task_log(&run_id, task_id, try_number)?)
+    })
+    .await?;
+    let content: String = lines.iter().map(|line| format!("{line}\n")).collect();
+    let wants_text = headers
+        .get(header::ACCEPT)
+        .and_then(|accept| accept.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/plain"));
+    Ok(if wants_text {
+        (
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            content,
+        )
+            .into_response()
+    } else {
+        axum::Json(json!({"content": content})).into_response()
+    })
 }
 
 async fn metrics(State(api): State<Api>) -> Result<Response, ApiError> {

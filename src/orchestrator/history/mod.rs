@@ -19,6 +19,10 @@ use serde_json::{Value, json};
 use super::dag::{RunState, TaskId, TaskState};
 use super::schedule::Handled;
 
+mod task_log;
+
+pub use task_log::LogLine;
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS dag_runs (
     id            INTEGER PRIMARY KEY,
@@ -65,7 +69,24 @@ CREATE TABLE IF NOT EXISTS scheduler (
     extract_handled TEXT NOT NULL,
     process_handled TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS dag_state (
+    dag_id    TEXT PRIMARY KEY,
+    is_paused INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS task_log (
+    id         INTEGER PRIMARY KEY,
+    run_id     TEXT NOT NULL,
+    task_id    TEXT NOT NULL,
+    try_number INTEGER NOT NULL,
+    at         TEXT NOT NULL,
+    line       TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS task_log_by_attempt ON task_log (run_id, task_id, try_number);
 ";
+
+/// Columns added since the first release, with their types: a history
+/// written by an older shelfline gains them when opened.
+const ADDED_COLUMNS: [(&str, &str, &str); 1] = [("dag_runs", "logical_time", "TEXT")];
 
 /// A problem with the run history.
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +128,9 @@ impl HistoryError {
     }
 }
 
+/// The error of an attempt cut off when the process running it stopped.
+const INTERRUPTED: &str = "interrupted: the process running it stopped";
+
 /// How long a statement waits for another process's write lock before it
 /// fails with [`HistoryError::Busy`].
 pub const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -145,6 +169,9 @@ pub struct NewRun {
     pub run_id: String,
     pub dag_id: String,
     pub logical_date: NaiveDate,
+    /// The logical date as a trigger sent it, when it sent a time (ISO
+    /// 8601 with its offset): the API echoes it as sent.
+    pub logical_time: Option<String>,
     pub run_type: RunType,
     pub conf: Value,
     /// Whether the extraction tasks run (else they are skipped).
@@ -244,6 +271,8 @@ pub struct RunRecord {
     pub run_id: String,
     pub dag_id: String,
     pub logical_date: NaiveDate,
+    /// See [`NewRun::logical_time`].
+    pub logical_time: Option<String>,
     pub run_type: RunType,
     pub state: RunState,
     pub conf: Value,
@@ -305,6 +334,22 @@ pub enum Outcome {
     },
 }
 
+impl std::fmt::Display for Outcome {
+    /// The line an attempt's log ends with.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Success { figures, .. } => match figures.as_object() {
+                Some(fields) if !fields.is_empty() => write!(f, "succeeded: {figures}"),
+                _ => f.write_str("succeeded"),
+            },
+            Outcome::Retry { error, next_try_at } => {
+                write!(f, "failed: {error}; next attempt at {}", time(*next_try_at))
+            }
+            Outcome::Failed { error, .. } => write!(f, "failed: {error}"),
+        }
+    }
+}
+
 /// Per-state counts, for `/metrics`.
 pub type StateCounts = BTreeMap<String, u64>;
 
@@ -339,6 +384,7 @@ impl History {
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(sqlite)?;
         conn.execute_batch(SCHEMA).map_err(sqlite)?;
+        add_missing_columns(&conn).map_err(sqlite)?;
         Ok(History {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),
@@ -438,8 +484,8 @@ impl History {
         }
         tx.execute(
             "INSERT INTO dag_runs (run_id, dag_id, logical_date, run_type, state, conf, extract,
-                                   process_after, created_at)
-             VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7, ?8)",
+                                   process_after, created_at, logical_time)
+             VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7, ?8, ?9)",
             params![
                 run.run_id,
                 run.dag_id,
@@ -449,6 +495,7 @@ impl History {
                 run.extract,
                 run.process_after.map(time),
                 time(now),
+                run.logical_time,
             ],
         )
         .map_err(|e| self.sqlite(e))?;
@@ -591,6 +638,28 @@ impl History {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| self.sqlite(e))?;
         rows.into_iter().map(|r| self.decode(r)).collect()
+    }
+
+    /// The latest run of each logical date of `dag_id` in `from..=to`
+    /// (either end open) when it has ended, oldest date first.
+    pub fn ended_runs(
+        &self,
+        dag_id: &str,
+        from: Option<NaiveDate>,
+        to: Option<NaiveDate>,
+    ) -> Result<Vec<RunRecord>, HistoryError> {
+        self.select_runs(
+            "WHERE dag_id = ?1 AND state IN ('success', 'failed')
+               AND (?2 IS NULL OR logical_date >= ?2) AND (?3 IS NULL OR logical_date <= ?3)
+               AND id = (SELECT max(id) FROM dag_runs AS same
+                         WHERE same.dag_id = ?1 AND same.logical_date = dag_runs.logical_date)
+             ORDER BY logical_date",
+            params![
+                dag_id,
+                from.map(|d| d.to_string()),
+                to.map(|d| d.to_string())
+            ],
+        )
     }
 
     /// The task instances of `run_id`, in DAG order.
@@ -743,6 +812,9 @@ impl History {
                     state: self.parse::<RunState>(&state)?.as_str(),
                 });
             }
+            let ended = format!("run ended: {reason}");
+            task_log::append_in_state(tx, &run.run_id, "running", &ended, now)
+                .map_err(|e| self.sqlite(e))?;
             tx.execute(
                 "UPDATE task_attempts SET end_date = ?2, state = 'failed', error = ?3
                  WHERE run_id = ?1 AND state = 'running'",
@@ -768,22 +840,24 @@ impl History {
         now: DateTime<Utc>,
     ) -> Result<u32, HistoryError> {
         self.write(|tx| {
-            let try_number: u32 = tx
+            let (try_number, max_tries): (u32, u32) = tx
                 .query_row(
                     "UPDATE task_instances
-                 SET state = 'running', try_number = try_number + 1, start_date = ?3,
-                     end_date = NULL, next_try_at = NULL
-                 WHERE run_id = ?1 AND task_id = ?2 RETURNING try_number",
+                     SET state = 'running', try_number = try_number + 1, start_date = ?3,
+                         end_date = NULL, next_try_at = NULL
+                     WHERE run_id = ?1 AND task_id = ?2 RETURNING try_number, max_tries",
                     params![run_id, task.to_string(), time(now)],
-                    |row| row.get(0),
+                    |row| Ok((row.get(0)?, row.get(1)?)),
                 )
                 .map_err(|e| self.sqlite(e))?;
             tx.execute(
-            "INSERT OR REPLACE INTO task_attempts (run_id, task_id, try_number, start_date, state)
-             VALUES (?1, ?2, ?3, ?4, 'running')",
-            params![run_id, task.to_string(), try_number, time(now)],
-        )
-        .map_err(|e| self.sqlite(e))?;
+                "INSERT OR REPLACE INTO task_attempts (run_id, task_id, try_number, start_date, state)
+                 VALUES (?1, ?2, ?3, ?4, 'running')",
+                params![run_id, task.to_string(), try_number, time(now)],
+            )
+            .map_err(|e| self.sqlite(e))?;
+            let started = format!("attempt {try_number} of {max_tries} started");
+            task_log::append(tx, run_id, task, &started, now).map_err(|e| self.sqlite(e))?;
             Ok(try_number)
         })
     }
@@ -823,6 +897,7 @@ impl History {
         if updated == 0 {
             return Ok(());
         }
+        task_log::append(tx, run_id, task, &outcome.to_string(), now).map_err(|e| self.sqlite(e))?;
         let kept = match outcome {
             Outcome::Success { figures, output } => Some((figures.clone(), output.clone())),
             Outcome::Failed { output, .. } => Some((json!({}), output.clone())),
@@ -922,11 +997,12 @@ impl History {
                 return Ok(());
             }
             for task in &interrupted {
+                task_log::append(tx, run_id, *task, INTERRUPTED, now)
+                    .map_err(|e| self.sqlite(e))?;
                 tx.execute(
-                    "UPDATE task_attempts SET end_date = ?3, state = 'failed',
-                         error = 'interrupted: the process running it stopped'
+                    "UPDATE task_attempts SET end_date = ?3, state = 'failed', error = ?4
                      WHERE run_id = ?1 AND task_id = ?2 AND state = 'running'",
-                    params![run_id, task.to_string(), time(now)],
+                    params![run_id, task.to_string(), time(now), INTERRUPTED],
                 )
                 .map_err(|e| self.sqlite(e))?;
             }
@@ -958,9 +1034,23 @@ impl History {
         let failed: Vec<TaskId> = self
             .tasks(&run.run_id)?
             .into_iter()
-            .filter(|t| matches!(t.state, TaskState::Failed | TaskState::UpstreamFailed))
+            .filter(|t| t.state.is_failure())
             .map(|t| t.task)
             .collect();
+        self.clear(&run, &failed, extra_tries, conf)
+    }
+
+    /// Queues `tasks` of an ended run again (with what shares their work,
+    /// see [`requeued`]), each with `extra_tries` more attempts, and the
+    /// run with them, now with `conf`: Airflow's "clear". Fails when the
+    /// run, or another of its date, is active.
+    pub fn clear(
+        &self,
+        run: &RunRecord,
+        tasks: &[TaskId],
+        extra_tries: u32,
+        conf: &Value,
+    ) -> Result<RunRecord, HistoryError> {
         self.write(|tx| {
             let active: Option<String> = tx
                 .query_row(
@@ -979,20 +1069,18 @@ impl History {
             }
             tx.execute(
                 "UPDATE dag_runs SET state = 'queued', end_date = NULL, conf = ?2
-                 WHERE run_id = ?1 AND state = 'failed'",
+                 WHERE run_id = ?1 AND state IN ('failed', 'success')",
                 params![run.run_id, conf.to_string()],
             )
             .map_err(|e| self.sqlite(e))?;
-            self.requeue(tx, &run.run_id, &failed, extra_tries)
+            self.requeue(tx, &run.run_id, tasks, extra_tries)
         })?;
         self.find_run(&run.run_id)
     }
 
-    /// Queues `tasks` again, each allowed at least `extra_tries` more
-    /// attempts, and `notify`, unless the run has ended meanwhile (a user
-    /// cancelled it). `transform`, `quality` and `publish` share a
-    /// staged output that lives only in the process that computed it, so
-    /// queuing one of them queues all three.
+    /// Queues `tasks` again (with what [`requeued`] adds), each allowed at
+    /// least `extra_tries` more attempts, unless the run has ended
+    /// meanwhile (a user cancelled it); skipped tasks stay skipped.
     fn requeue(
         &self,
         conn: &rusqlite::Connection,
@@ -1000,17 +1088,7 @@ impl History {
         tasks: &[TaskId],
         extra_tries: u32,
     ) -> Result<(), HistoryError> {
-        let mut again: Vec<TaskId> = tasks.to_vec();
-        if again
-            .iter()
-            .any(|t| matches!(t, TaskId::Transform | TaskId::Quality | TaskId::Publish))
-        {
-            again.extend([TaskId::Transform, TaskId::Quality, TaskId::Publish]);
-        }
-        again.push(TaskId::Notify);
-        again.sort();
-        again.dedup();
-        for task in again {
+        for task in requeued(tasks) {
             conn.execute(
                 "UPDATE task_instances
                  SET state = 'queued', next_try_at = NULL, max_tries = max(max_tries, try_number + ?3)
@@ -1021,6 +1099,33 @@ impl History {
             )
             .map_err(|e| self.sqlite(e))?;
         }
+        Ok(())
+    }
+
+    /// Whether the schedules of `dag_id` are paused (the API's `PATCH
+    /// dags/{id}`).
+    pub fn is_paused(&self, dag_id: &str) -> Result<bool, HistoryError> {
+        let paused: Option<bool> = self
+            .conn()
+            .query_row(
+                "SELECT is_paused FROM dag_state WHERE dag_id = ?1",
+                [dag_id],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(|e| self.sqlite(e))?;
+        Ok(paused.unwrap_or(false))
+    }
+
+    /// Pauses or unpauses `dag_id`.
+    pub fn set_paused(&self, dag_id: &str, paused: bool) -> Result<(), HistoryError> {
+        self.conn()
+            .execute(
+                "INSERT INTO dag_state (dag_id, is_paused) VALUES (?1, ?2)
+                 ON CONFLICT (dag_id) DO UPDATE SET is_paused = excluded.is_paused",
+                params![dag_id, paused],
+            )
+            .map_err(|e| self.sqlite(e))?;
         Ok(())
     }
 
@@ -1085,6 +1190,7 @@ impl History {
             run_id: raw.run_id,
             dag_id: raw.dag_id,
             logical_date: self.parse(&raw.logical_date)?,
+            logical_time: raw.logical_time,
             run_type: self.parse(&raw.run_type)?,
             state: self.parse(&raw.state)?,
             conf: self.json(&raw.conf)?,
@@ -1138,6 +1244,39 @@ impl History {
     }
 }
 
+/// The tasks queued again when `tasks` are: `transform`, `quality` and
+/// `publish` share a staged output that lives only in the process that
+/// computed it, so queuing one of them queues all three; `notify` always
+/// runs again.
+pub fn requeued(tasks: &[TaskId]) -> Vec<TaskId> {
+    let mut again: Vec<TaskId> = tasks.to_vec();
+    if again
+        .iter()
+        .any(|t| matches!(t, TaskId::Transform | TaskId::Quality | TaskId::Publish))
+    {
+        again.extend([TaskId::Transform, TaskId::Quality, TaskId::Publish]);
+    }
+    again.push(TaskId::Notify);
+    again.sort();
+    again.dedup();
+    again
+}
+
+/// Adds the [`ADDED_COLUMNS`] a history does not have yet.
+fn add_missing_columns(conn: &Connection) -> rusqlite::Result<()> {
+    for (table, column, kind) in ADDED_COLUMNS {
+        let has: bool = conn.query_row(
+            "SELECT count(*) > 0 FROM pragma_table_info(?1) WHERE name = ?2",
+            params![table, column],
+            |row| row.get(0),
+        )?;
+        if !has {
+            conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {kind}"))?;
+        }
+    }
+    Ok(())
+}
+
 /// What the history knows of one logical date.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DateStatus {
@@ -1147,7 +1286,7 @@ pub struct DateStatus {
 }
 
 const RUN_COLUMNS: &str = "SELECT id, run_id, dag_id, logical_date, run_type, state, conf, extract,
-    process_after, created_at, start_date, end_date FROM dag_runs";
+    process_after, created_at, start_date, end_date, logical_time FROM dag_runs";
 
 struct RawRun {
     id: i64,
@@ -1162,6 +1301,7 @@ struct RawRun {
     created_at: String,
     start_date: Option<String>,
     end_date: Option<String>,
+    logical_time: Option<String>,
 }
 
 fn read_run(row: &Row<'_>) -> rusqlite::Result<RawRun> {
@@ -1178,6 +1318,7 @@ fn read_run(row: &Row<'_>) -> rusqlite::Result<RawRun> {
         created_at: row.get(9)?,
         start_date: row.get(10)?,
         end_date: row.get(11)?,
+        logical_time: row.get(12)?,
     })
 }
 
