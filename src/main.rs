@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{CommandFactory, Parser};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use std::sync::Arc;
 
@@ -76,6 +76,27 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// A spinner with `message` and the time elapsed, on stderr while a long
+/// command works; drawn only on a terminal, and not when logs are asked
+/// for (`SHELFLINE_LOG`), which would tear it.
+fn spinner(message: String) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(None, progress_target()).with_message(message);
+    if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} ({elapsed})") {
+        bar.set_style(style);
+    }
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}
+
+/// Where progress is drawn: stderr on a terminal without logs, else nowhere.
+fn progress_target() -> ProgressDrawTarget {
+    if std::env::var_os("SHELFLINE_LOG").is_some() {
+        ProgressDrawTarget::hidden()
+    } else {
+        ProgressDrawTarget::stderr()
+    }
+}
+
 /// Whether `error` comes from writing to a pipe whose reader has gone
 /// (`shelfline query … | head`): then there is nobody left to tell.
 fn is_broken_pipe(error: &anyhow::Error) -> bool {
@@ -120,10 +141,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 start: args.start,
                 days: args.days,
             };
-            let bar = ProgressBar::new(spec.days.into()).with_style(
-                ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} days ({eta} left)")
-                    .context("progress bar template")?,
-            );
+            let bar = ProgressBar::with_draw_target(Some(spec.days.into()), progress_target())
+                .with_style(
+                    ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} days ({eta} left)")
+                        .context("progress bar template")?,
+                );
             bar.set_message(format!(
                 "datagen SF {} into {}",
                 spec.scale_factor,
@@ -152,8 +174,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let pipeline = pipeline(config, &locations)?;
             let format = format.unwrap_or(pipeline.config.raw_format);
-            let report = pipeline.extract(date.date, format).await?;
-            write!(stdout, "{report}")?;
+            let working = spinner(format!(
+                "extracting {} from {} into {}",
+                date.date,
+                pipeline.source.describe(),
+                pipeline.raw
+            ));
+            let report = pipeline.extract(date.date, format).await;
+            working.finish_and_clear();
+            write!(stdout, "{}", report?)?;
         }
         Command::Check { date, locations } => {
             let pipeline = pipeline(config, &locations)?;
@@ -174,8 +203,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             engine.apply(&mut config);
             publish.apply(&mut config);
             let pipeline = pipeline(config, &locations)?;
-            let report = pipeline.transform(date.date).await?;
-            write!(stdout, "{report}")?;
+            let working = spinner(format!(
+                "transforming {} from {} into {}",
+                date.date,
+                pipeline.raw,
+                pipeline.lake.root()
+            ));
+            let report = pipeline.transform(date.date).await;
+            working.finish_and_clear();
+            write!(stdout, "{}", report?)?;
         }
         Command::Run {
             date,
@@ -186,7 +222,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             engine.apply(&mut config);
             publish.apply(&mut config);
             let pipeline = pipeline(config, &locations)?;
-            let report = pipeline.run(date.date).await?;
+            let working = spinner(format!("running {}: extract, check, transform", date.date));
+            let report = pipeline.run(date.date).await;
+            working.finish_and_clear();
+            let report = report?;
             write!(stdout, "{}", report.extract)?;
             write!(stdout, "{}", report.check)?;
             write!(stdout, "{}", report.transform)?;
@@ -445,10 +484,23 @@ async fn see_through(
     stdout: &mut impl Write,
 ) -> anyhow::Result<ExitCode> {
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let bar = ProgressBar::with_draw_target(Some(run_ids.len() as u64), progress_target());
+    if let Ok(style) = ProgressStyle::with_template("[{bar:30}] {pos}/{len} runs ({elapsed})") {
+        bar.set_style(style);
+    }
+    bar.enable_steady_tick(Duration::from_millis(500));
+    // Lines go to stdout above the bar (it is cleared while they print).
+    let say = |out: &mut dyn Write, line: &str| bar.suspend(|| writeln!(out, "{line}"));
     let out = std::cell::RefCell::new(stdout);
+    let ended = std::cell::Cell::new(0);
     let mut seen = std::pin::pin!(
         orchestrator.see_through(run_ids, executor, |run_id, state| {
-            let _ = writeln!(out.borrow_mut(), "{run_id}  {}", state.as_str());
+            let _ = say(
+                &mut **out.borrow_mut(),
+                &format!("{run_id}  {}", state.as_str()),
+            );
+            ended.set(ended.get() + 1);
+            bar.inc(1);
         })
     );
     let mut shown = HashMap::new();
@@ -457,14 +509,15 @@ async fn see_through(
         tokio::select! {
             seen = &mut seen => break Some(seen?),
             _ = ticks.tick() => {
-                for line in news(orchestrator, run_ids, &mut shown) {
-                    let _ = writeln!(out.borrow_mut(), "{line}");
+                for line in news(orchestrator, &run_ids[ended.get()..], &mut shown) {
+                    let _ = say(&mut **out.borrow_mut(), &line);
                 }
             }
             _ = tokio::signal::ctrl_c() => break None,
             _ = terminate.recv() => break None,
         }
     };
+    bar.finish_and_clear();
     let Some(states) = finished else {
         cancel_unfinished(orchestrator, run_ids);
         tokio::select! {
@@ -487,7 +540,8 @@ async fn see_through(
 
 /// What changed in the unfinished runs of `run_ids` since `shown`: a line
 /// per run that started, began a task, waits for other files or waits for
-/// a retry.
+/// a retry. Runs execute in order, so it stops at the first one that has
+/// not started.
 fn news(
     orchestrator: &Orchestrator,
     run_ids: &[String],
@@ -501,6 +555,9 @@ fn news(
         let Ok(tasks) = orchestrator.history.tasks(run_id) else {
             continue;
         };
+        if run.state == RunState::Queued && run.start_date.is_none() {
+            break;
+        }
         let Some(progress) = report::progress(&run, &tasks) else {
             continue;
         };

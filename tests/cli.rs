@@ -186,6 +186,33 @@ fn info_logs_are_shelflines_own_and_json_on_request() {
     }
 }
 
+/// Long commands show progress on a terminal (run under `script`, which
+/// gives them one) and nothing in a pipe or when logs are asked for.
+#[test]
+fn progress_shows_on_a_terminal_only() {
+    let dir = tempfile::tempdir().unwrap();
+    stdout(shelfline(dir.path()).args(["demo", "--sf", "0.01"]));
+    let date = "2025-12-31";
+    let args = ["transform", "--date", date, "--allow-older"];
+    let piped = shelfline(dir.path()).args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&piped.stderr);
+    assert!(piped.status.success(), "{stderr}");
+    assert!(stderr.is_empty(), "progress in a pipe: {stderr}");
+
+    let command = format!("{} {}", env!("CARGO_BIN_EXE_shelfline"), args.join(" "));
+    let on_terminal = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&on_terminal.stdout);
+    assert!(on_terminal.status.success(), "{shown}");
+    assert!(
+        shown.contains(&format!("transforming {date} from")),
+        "{shown}"
+    );
+}
+
 /// `config init` writes the sample, which `config check` finds valid and
 /// prints back with the source's password hidden; a bad config gets every
 /// problem at once.

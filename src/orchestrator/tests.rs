@@ -357,7 +357,9 @@ async fn a_paused_dag_schedules_nothing_and_catches_up_when_unpaused() {
     let o = orchestrator_with(catchup, Arc::clone(&clock));
     assert!(o.schedule_due_runs().unwrap().is_empty());
     o.set_paused(true).unwrap();
-    clock.sleep(std::time::Duration::from_secs(3 * 86_400)).await;
+    clock
+        .sleep(std::time::Duration::from_secs(3 * 86_400))
+        .await;
     assert!(o.schedule_due_runs().unwrap().is_empty());
     assert!(o.history.active_runs(&o.dag_id).unwrap().is_empty());
     o.set_paused(false).unwrap();
