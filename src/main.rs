@@ -462,7 +462,7 @@ async fn serve(
         orchestrator.dag_id
     )?;
     stdout.flush()?;
-    let app = server::router(Arc::clone(&orchestrator), credentials);
+    let app = server::router(Arc::clone(&orchestrator), credentials)?;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         served = server::serve(listener, app) => served?,

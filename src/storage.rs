@@ -17,14 +17,14 @@ use std::time::Duration;
 use datafusion::error::DataFusionError;
 use datafusion::execution::object_store::{DefaultObjectStoreRegistry, ObjectStoreRegistry};
 use object_store::ObjectStore;
-use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, S3ConditionalPut};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{BackoffConfig, RetryConfig};
 use url::Url;
 
-use crate::config::S3Config;
+use crate::config::{S3Config, S3Credentials};
 
 /// A storage URL that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +45,7 @@ pub enum StorageError {
     )]
     HttpNotAllowed { endpoint: String },
     #[error(
-        "no S3 credentials for {url}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or access_key_id and secret_access_key_file in [s3])"
+        "no S3 credentials for {url}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or access_key_id and secret_access_key_file in [s3]), or credentials = \"chain\" in [s3] for an IAM role"
     )]
     NoCredentials { url: String },
     #[error("cannot read the S3 secret key file {path}: {source}")]
@@ -404,22 +404,25 @@ fn s3_location(text: &str, s3: &S3Config) -> Result<Location, StorageError> {
             max_retries: s3.max_retries,
             retry_timeout: Duration::from_secs(s3.retry_timeout_secs),
         });
-    // Static keys only: without them the client would ask the instance
-    // metadata service, which is no place to send a request unasked.
-    let (Some(key), Some(secret)) = (&s3.access_key_id, s3_secret(s3)?) else {
-        return Err(StorageError::NoCredentials {
-            url: text.to_string(),
-        });
+    builder = match (&s3.access_key_id, s3_secret(s3)?, s3.credentials) {
+        (Some(key), Some(secret), _) => {
+            let builder = builder
+                .with_access_key_id(key)
+                .with_secret_access_key(secret);
+            match std::env::var("AWS_SESSION_TOKEN") {
+                Ok(token) if !token.is_empty() => builder.with_token(token),
+                _ => builder,
+            }
+        }
+        (_, _, S3Credentials::Chain) => credential_chain(builder),
+        // Without keys, the client would ask the instance metadata service,
+        // which is no place to send a request unless the user opted in.
+        (_, _, S3Credentials::Static) => {
+            return Err(StorageError::NoCredentials {
+                url: text.to_string(),
+            });
+        }
     };
-    builder = builder
-        .with_access_key_id(key)
-        .with_secret_access_key(secret);
-    if let Some(token) = std::env::var("AWS_SESSION_TOKEN")
-        .ok()
-        .filter(|t| !t.is_empty())
-    {
-        builder = builder.with_token(token);
-    }
     let bucket_store: Arc<dyn ObjectStore> =
         Arc::new(builder.build().map_err(|e| invalid(&s3_reason(&e)))?);
     let bucket_url = Url::parse(&format!("s3://{bucket}/")).map_err(|e| invalid(&e.to_string()))?;
@@ -433,6 +436,48 @@ fn s3_location(text: &str, s3: &S3Config) -> Result<Location, StorageError> {
         "" => Ok(whole_bucket),
         prefix => whole_bucket.child(prefix),
     }
+}
+
+/// The variables of AWS's credential chain, by the builder setting each
+/// feeds; the client tries them in the chain's order (see
+/// [`S3Credentials::Chain`]).
+const CHAIN_VARIABLES: [(&str, AmazonS3ConfigKey); 8] = [
+    (
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        AmazonS3ConfigKey::WebIdentityTokenFile,
+    ),
+    ("AWS_ROLE_ARN", AmazonS3ConfigKey::RoleArn),
+    ("AWS_ROLE_SESSION_NAME", AmazonS3ConfigKey::RoleSessionName),
+    ("AWS_ENDPOINT_URL_STS", AmazonS3ConfigKey::StsEndpoint),
+    (
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        AmazonS3ConfigKey::ContainerCredentialsRelativeUri,
+    ),
+    (
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        AmazonS3ConfigKey::ContainerCredentialsFullUri,
+    ),
+    (
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+        AmazonS3ConfigKey::ContainerAuthorizationTokenFile,
+    ),
+    (
+        "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+        AmazonS3ConfigKey::MetadataEndpoint,
+    ),
+];
+
+/// `builder` taking its credentials from AWS's chain, set up from the
+/// environment's [`CHAIN_VARIABLES`].
+fn credential_chain(mut builder: AmazonS3Builder) -> AmazonS3Builder {
+    for (variable, key) in CHAIN_VARIABLES {
+        if let Ok(value) = std::env::var(variable).map(|v| v.trim().to_string())
+            && !value.is_empty()
+        {
+            builder = builder.with_config(key, value);
+        }
+    }
+    builder
 }
 
 fn s3_secret(s3: &S3Config) -> Result<Option<String>, StorageError> {

@@ -188,6 +188,57 @@ fn a_missing_bucket_refused_keys_and_a_dead_server_are_one_line_each() {
     );
 }
 
+/// `credentials = "chain"` without keys: the instance's role comes from
+/// the metadata service (the S3 test server's IMDSv2 endpoints) and the
+/// pipeline runs; an unreachable service is one line naming the
+/// credentials; without opting in, a location on S3 needs keys and no
+/// request goes to the service.
+#[test]
+fn the_credential_chain_takes_the_instance_role_when_chosen() {
+    let Setup {
+        dir,
+        endpoint,
+        raw,
+        lake,
+    } = setup("credential-chain", "60");
+    let config = dir.path().join("chain.toml");
+    std::fs::write(
+        &config,
+        "[s3]\ncredentials = \"chain\"\nmax_retries = 1\nretry_timeout_secs = 5\n",
+    )
+    .unwrap();
+    let keyless = |metadata: &str| {
+        let mut command = shelfline(dir.path(), &endpoint);
+        command
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", metadata)
+            .arg("--config")
+            .arg(&config);
+        command
+    };
+    run(keyless(&endpoint).args(["run", "--date", DATE, "--raw", &raw, "--lake", &lake]));
+    let facts = run(keyless(&endpoint).args([
+        "query",
+        "--lake",
+        &lake,
+        "SELECT count(*) AS n FROM weekly_sales_inventory",
+    ]));
+    assert!(!facts.contains("| 0 "), "{facts}");
+
+    let err = fails(keyless("http://127.0.0.1:9").args(["check", "--date", DATE, "--raw", &raw]));
+    assert!(err.to_lowercase().contains("credential"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+
+    let err = fails(
+        shelfline(dir.path(), &endpoint)
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .args(["check", "--date", DATE, "--raw", &raw]),
+    );
+    assert!(err.contains("credentials = \"chain\""), "{err}");
+}
+
 #[test]
 fn conditional_writes_are_honoured_by_the_server() {
     let dir = tempfile::tempdir().unwrap();

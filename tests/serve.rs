@@ -131,42 +131,37 @@ fn run_client(python: &str, script: &str, args: &[&str]) {
     );
 }
 
-/// Airflow's own Python clients from PyPI, unchanged: the 2.x client
-/// pauses and unpauses the DAG, triggers a run with a logical date in
+/// Airflow's own Python clients from PyPI, unchanged, each against its
+/// API (2.x: `/api/v1`, 3.x: `/api/v2` with a token from `/auth/token`):
+/// each pauses and unpauses the DAG, triggers a run with a logical date in
 /// another time zone (echoed as sent), lists and filters runs, reads task
 /// instances and their logs, clears the publication to run it again, and
-/// marks a waiting run failed (`tests/clients/airflow2.py`); the 3.x
-/// client, which speaks Airflow 3's API, is told to use the 2.x one.
+/// marks a waiting run failed (`tests/clients/airflow2.py`, `airflow3.py`).
 #[test]
 fn airflows_python_clients_drive_the_dag() {
-    let (airflow2, airflow3) = (
-        python_of("SHELFLINE_AIRFLOW2_PYTHON"),
-        python_of("SHELFLINE_AIRFLOW3_PYTHON"),
-    );
-    let (ws, config) = workspace();
-    ws.write_raw(golden_date(), &golden_tables());
-    let server = Server::start(&write_config(ws.dir.path(), &config));
-    let (day, missing) = (
-        golden_date().to_string(),
-        golden_date().pred_opt().unwrap().to_string(),
-    );
-    run_client(
-        &airflow2,
-        "airflow2.py",
-        &[&server.url, USER, PASSWORD, "shelfline", &day, &missing],
-    );
-    common::assert_same_csv(
-        &tokio::runtime::Runtime::new()
-            .unwrap()
-            .block_on(ws.fact_csv()),
-        &expected_fact(),
-        "lake after the client's runs",
-    );
-    run_client(
-        &airflow3,
-        "airflow3.py",
-        &[&server.url, USER, PASSWORD, "shelfline"],
-    );
+    for (python, script) in [
+        ("SHELFLINE_AIRFLOW2_PYTHON", "airflow2.py"),
+        ("SHELFLINE_AIRFLOW3_PYTHON", "airflow3.py"),
+    ] {
+        let python = python_of(python);
+        let (ws, config) = workspace();
+        ws.write_raw(golden_date(), &golden_tables());
+        let server = Server::start(&write_config(ws.dir.path(), &config));
+        let day = golden_date().to_string();
+        let missing = golden_date().pred_opt().unwrap().to_string();
+        run_client(
+            &python,
+            script,
+            &[&server.url, USER, PASSWORD, "shelfline", &day, &missing],
+        );
+        common::assert_same_csv(
+            &tokio::runtime::Runtime::new()
+                .unwrap()
+                .block_on(ws.fact_csv()),
+            &expected_fact(),
+            &format!("lake after {script}'s runs"),
+        );
+    }
 }
 
 /// The original pipeline's trigger Lambda, replayed byte for byte: its

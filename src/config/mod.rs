@@ -252,11 +252,33 @@ pub struct S3Config {
     pub access_key_id: Option<String>,
     /// File holding the secret access key.
     pub secret_access_key_file: Option<PathBuf>,
+    /// Where credentials come from: the static keys above (the default),
+    /// or AWS's standard chain (see [`S3Credentials::Chain`]).
+    pub credentials: S3Credentials,
     /// Retries of a request that failed with a 5xx, a throttling reply, a
     /// timeout or a dropped connection; the wait doubles from 100 ms.
     pub max_retries: usize,
     /// Seconds after which a failing request is not retried any more.
     pub retry_timeout_secs: u64,
+}
+
+/// Where S3 credentials come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum S3Credentials {
+    /// `access_key_id` with the secret from `AWS_SECRET_ACCESS_KEY` or
+    /// `secret_access_key_file`; without them, a location on S3 is refused.
+    #[default]
+    Static,
+    /// AWS's standard chain, in its order: those static keys when set,
+    /// else a web identity token (`AWS_WEB_IDENTITY_TOKEN_FILE` and
+    /// `AWS_ROLE_ARN`: EKS service accounts), else container credentials
+    /// (`AWS_CONTAINER_CREDENTIALS_RELATIVE_URI` on ECS,
+    /// `AWS_CONTAINER_CREDENTIALS_FULL_URI` with
+    /// `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE` on EKS Pod Identity), else
+    /// the instance's role from the metadata service (IMDSv2, at
+    /// `AWS_EC2_METADATA_SERVICE_ENDPOINT` if set).
+    Chain,
 }
 
 impl Default for S3Config {
@@ -268,6 +290,7 @@ impl Default for S3Config {
             virtual_hosted_style: false,
             access_key_id: None,
             secret_access_key_file: None,
+            credentials: S3Credentials::Static,
             max_retries: 10,
             retry_timeout_secs: 180,
         }

@@ -165,6 +165,30 @@ fn renewed_conf(run: &RunRecord, extra: serde_json::Map<String, Value>) -> Value
     conf
 }
 
+/// The schedule `key` of `[serve]` (`expr` in `timezone`); `None` when
+/// it is empty (off).
+fn parse_schedule(
+    key: &'static str,
+    expr: &str,
+    timezone: Tz,
+) -> Result<Option<Schedule>, ScheduleError> {
+    let expr = expr.trim();
+    (!expr.is_empty())
+        .then(|| Schedule::parse(key, expr, timezone))
+        .transpose()
+}
+
+/// The sensor pokes at least once a second.
+fn check_poke_interval(serve: &ServeConfig) -> Result<(), OrchestratorError> {
+    if serve.poke_interval_secs == 0 {
+        return Err(OrchestratorError::Setting {
+            key: "poke_interval_secs",
+            reason: "must be at least 1".to_string(),
+        });
+    }
+    Ok(())
+}
+
 /// The orchestrator of one DAG over one pipeline.
 #[derive(Debug)]
 pub struct Orchestrator {
@@ -192,23 +216,12 @@ impl Orchestrator {
     ) -> Result<Orchestrator, OrchestratorError> {
         let serve = &pipeline.config.serve;
         let timezone = schedule::time_zone(&serve.timezone)?;
-        let parse = |key, expr: &str| -> Result<Option<Schedule>, ScheduleError> {
-            let expr = expr.trim();
-            (!expr.is_empty())
-                .then(|| Schedule::parse(key, expr, timezone))
-                .transpose()
-        };
         let schedules = Schedules {
-            extract: parse("extract_schedule", &serve.extract_schedule)?,
-            process: parse("process_schedule", &serve.process_schedule)?,
+            extract: parse_schedule("extract_schedule", &serve.extract_schedule, timezone)?,
+            process: parse_schedule("process_schedule", &serve.process_schedule, timezone)?,
             catchup: serve.catchup,
         };
-        if serve.poke_interval_secs == 0 {
-            return Err(OrchestratorError::Setting {
-                key: "poke_interval_secs",
-                reason: "must be at least 1".to_string(),
-            });
-        }
+        check_poke_interval(serve)?;
         Ok(Orchestrator {
             dag_id: serve.dag_id.clone(),
             dag_aliases: serve.dag_aliases.clone(),
@@ -241,11 +254,7 @@ impl Orchestrator {
                     ("process_schedule", &serve.process_schedule),
                 ];
                 for (key, expr) in schedules {
-                    let expr = expr.trim();
-                    if let Err(e) = (!expr.is_empty())
-                        .then(|| Schedule::parse(key, expr, timezone))
-                        .transpose()
-                    {
+                    if let Err(e) = parse_schedule(key, expr, timezone) {
                         problems.push(e.to_string());
                     }
                 }
@@ -255,8 +264,8 @@ impl Orchestrator {
         if let Err(e) = RetryPolicy::from_config(serve) {
             problems.push(e.to_string());
         }
-        if serve.poke_interval_secs == 0 {
-            problems.push("`serve.poke_interval_secs`: must be at least 1".to_string());
+        if let Err(e) = check_poke_interval(serve) {
+            problems.push(e.to_string());
         }
         if let Err(e) = Notifier::new(&config.notify) {
             problems.push(e.to_string());

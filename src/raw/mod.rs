@@ -14,6 +14,7 @@ pub mod named;
 pub mod plain;
 pub mod quarantine;
 pub mod reader;
+mod strict_eof;
 
 use object_store::ObjectStoreExt as _;
 use std::collections::{BTreeMap, BTreeSet};

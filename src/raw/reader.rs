@@ -33,7 +33,7 @@ use datafusion::parquet::arrow::ProjectionMask;
 use datafusion::parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
 };
-use datafusion::parquet::file::reader::ChunkReader;
+use datafusion::parquet::file::reader::{ChunkReader, Length as _};
 use datafusion::physical_plan::stream::RecordBatchReceiverStream;
 use flate2::read::MultiGzDecoder;
 use futures::TryStreamExt;
@@ -45,6 +45,7 @@ use super::csv::CsvDecoder;
 use super::facts::{FactsBuilder, ScanFacts};
 use super::plain::{PlainDecoder, is_plain};
 use super::quarantine::Quarantine;
+use super::strict_eof::StrictEof;
 use super::{ManifestEntry, RawError, RawFile, RawFormat};
 use crate::schema::Table;
 use crate::storage::Location;
@@ -403,6 +404,7 @@ impl Scan {
         // types are checked against the Parquet schema itself, and decoding
         // a damaged embedded schema can panic.
         let options = ArrowReaderOptions::new().with_skip_arrow_metadata(true);
+        let open = || open().map(StrictEof);
         let input = open()?;
         let metadata = ArrowReaderMetadata::load(&input, options).map_err(parquet_error)?;
         check_parquet_layout(&pass.file, metadata.metadata(), input.len())?;
@@ -721,12 +723,29 @@ fn fetch(raw: &Location, file: &RawFile) -> Result<bytes::Bytes, RawError> {
 }
 
 /// Every column chunk the footer names must lie within the file: the
-/// decoder trusts these offsets (and panics on some it cannot use).
+/// decoder trusts these offsets (and panics on some it cannot use). The
+/// chunks of a sound file are disjoint, so together they claim at most the
+/// file's bytes: a footer whose chunks overlap would have the decoder read
+/// the same bytes once per chunk.
 fn check_parquet_layout(
     file: &str,
     metadata: &datafusion::parquet::file::metadata::ParquetMetaData,
     file_bytes: u64,
 ) -> Result<(), RawError> {
+    let claimed: u64 = metadata
+        .row_groups()
+        .iter()
+        .flat_map(|group| group.columns())
+        .map(|chunk| u64::try_from(chunk.compressed_size()).unwrap_or(u64::MAX))
+        .fold(0, u64::saturating_add);
+    if claimed > file_bytes {
+        return Err(RawError::Damaged {
+            file: file.to_string(),
+            message: format!(
+                "its column chunks claim {claimed} bytes, more than the file's {file_bytes}: the footer is damaged"
+            ),
+        });
+    }
     for (group, row_group) in metadata.row_groups().iter().enumerate() {
         for chunk in row_group.columns() {
             let start = chunk

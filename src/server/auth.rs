@@ -10,7 +10,9 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 
 use super::ApiError;
+use super::session::Sessions;
 use crate::config::{ApiAuth, read_secret_file};
+use std::time::SystemTime;
 
 /// Environment variable holding the API password (over `password_file`).
 pub const PASSWORD_ENV: &str = "SHELFLINE_API_PASSWORD";
@@ -90,6 +92,17 @@ impl Credentials {
     }
 
     /// Whether no credentials are configured (then nothing is accepted).
+    /// Whether `username` and `password` are the configured basic
+    /// credentials (Airflow 3's login).
+    pub fn check_login(&self, username: &str, password: &str) -> bool {
+        self.basic.as_ref().is_some_and(|(user, secret)| {
+            // Both compared, so the time taken says nothing of which failed.
+            let user_ok = constant_time_eq(username.as_bytes(), user.as_bytes());
+            let password_ok = constant_time_eq(password.as_bytes(), secret.as_bytes());
+            user_ok & password_ok
+        })
+    }
+
     pub fn is_empty(&self) -> bool {
         self.basic.is_none() && self.token.is_none()
     }
@@ -147,18 +160,38 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// The middleware: 401 unless the request carries accepted credentials.
-pub async fn require(
-    State(credentials): State<Arc<Credentials>>,
-    request: Request,
-    next: Next,
-) -> Response {
+/// What a request may authenticate with: the configured credentials, or a
+/// token this server issued at login.
+#[derive(Debug)]
+pub struct Auth {
+    pub credentials: Credentials,
+    pub sessions: Sessions,
+}
+
+impl Auth {
+    fn accepts(&self, authorization: &str) -> bool {
+        if self.credentials.accepts(authorization) {
+            return true;
+        }
+        match authorization.trim_start().split_once(' ') {
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
+                self.sessions.accepts(token.trim(), SystemTime::now())
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Refuses (401) a request without credentials that [`Auth`] accepts.
+pub async fn require(State(auth): State<Arc<Auth>>, request: Request, next: Next) -> Response {
     let given = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    if given.is_some_and(|value| credentials.accepts(value)) {
+    if given.is_some_and(|value| auth.accepts(value)) {
         return next.run(request).await;
     }
+    let credentials = &auth.credentials;
     let detail = if credentials.is_empty() {
         "no API credentials are configured on this server: set `[serve.auth]` (username + password, or a token)"
     } else if given.is_none() {

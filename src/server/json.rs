@@ -164,6 +164,14 @@ struct ClearBody {
     _include_parentdag: bool,
     #[serde(default, rename = "reset_dag_runs")]
     _reset_dag_runs: bool,
+    // Airflow 3's: only ended runs are cleared, so no running task is
+    // touched; there are no DAG versions; notes are not kept.
+    #[serde(default, rename = "prevent_running_task")]
+    _prevent_running_task: bool,
+    #[serde(default, rename = "run_on_latest_version")]
+    _run_on_latest_version: Option<bool>,
+    #[serde(default, rename = "note")]
+    _note: Option<String>,
 }
 
 fn yes() -> bool {
@@ -335,7 +343,7 @@ fn parse_date(text: &str) -> Option<(Option<NaiveDate>, Option<String>)> {
     Some((Some(time.date_naive()), Some(text.to_string())))
 }
 
-fn time(t: Option<DateTime<Utc>>) -> Value {
+pub(super) fn time(t: Option<DateTime<Utc>>) -> Value {
     t.map_or(Value::Null, |t| {
         json!(t.to_rfc3339_opts(SecondsFormat::Secs, false))
     })

@@ -14,8 +14,9 @@
 //! - `POST /api/v1/dags/{dag_id}/clearTaskInstances`
 //! - `GET  /metrics` (Prometheus text)
 //!
-//! Airflow 3's API (`/api/v2`, `/auth/token`) answers 404 saying to use
-//! Airflow's 2.x client.
+//! The same operations answer under `/api/v2` in the shapes of Airflow 3's
+//! API ([`airflow3`]), whose clients log in with `POST /auth/token` for a
+//! bearer token; its health is `GET /api/v2/monitor/health`.
 //!
 //! The server holds at most [`MAX_CONNECTIONS`] connections, and closes
 //! one whose client does not send a request's headers within
@@ -29,8 +30,10 @@
 //! (`{"status", "title", "detail", "field"?}`) with a 4xx status naming the
 //! field at fault.
 
+mod airflow3;
 mod auth;
 mod json;
+mod session;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -38,11 +41,11 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get};
+use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use crate::orchestrator::dag::RunState;
@@ -164,49 +167,68 @@ struct Api {
     orchestrator: Arc<Orchestrator>,
 }
 
-/// The API's routes over `orchestrator`, behind `credentials`.
-pub fn router(orchestrator: Arc<Orchestrator>, credentials: Credentials) -> Router {
+/// The REST API a request came in on: Airflow 2's (`/api/v1`) or Airflow
+/// 3's (`/api/v2`); the same operations, each answering in its shapes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Version {
+    V1,
+    V2,
+}
+
+/// The API's routes over `orchestrator`, behind `credentials` (or a token
+/// from `POST /auth/token`).
+pub fn router(
+    orchestrator: Arc<Orchestrator>,
+    credentials: Credentials,
+) -> std::io::Result<Router> {
     let api = Api { orchestrator };
-    let protected = Router::new()
-        .route("/api/v1/dags", get(list_dags))
-        .route("/api/v1/dags/{dag_id}", get(get_dag).patch(patch_dag))
+    let auth = Arc::new(auth::Auth {
+        credentials,
+        sessions: session::Sessions::new()?,
+    });
+    let dags = Router::new()
+        .route("/dags", get(list_dags))
+        .route("/dags/{dag_id}", get(get_dag).patch(patch_dag))
         .route(
-            "/api/v1/dags/{dag_id}/clearTaskInstances",
-            axum::routing::post(clear_task_instances),
+            "/dags/{dag_id}/clearTaskInstances",
+            post(clear_task_instances),
         )
+        .route("/dags/{dag_id}/dagRuns", get(list_runs).post(trigger_run))
         .route(
-            "/api/v1/dags/{dag_id}/dagRuns",
-            get(list_runs).post(trigger_run),
-        )
-        .route(
-            "/api/v1/dags/{dag_id}/dagRuns/{run_id}",
+            "/dags/{dag_id}/dagRuns/{run_id}",
             get(get_run).patch(patch_run),
         )
         .route(
-            "/api/v1/dags/{dag_id}/dagRuns/{run_id}/taskInstances",
+            "/dags/{dag_id}/dagRuns/{run_id}/taskInstances",
             get(task_instances),
         )
         .route(
-            "/api/v1/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}",
+            "/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}",
             get(task_instance),
         )
         .route(
-            "/api/v1/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
+            "/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
             get(task_log),
-        )
+        );
+    let protected = Router::new()
+        .nest("/api/v1", dags.clone().layer(Extension(Version::V1)))
+        .nest("/api/v2", dags.layer(Extension(Version::V2)))
         .route("/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(
-            Arc::new(credentials),
+            Arc::clone(&auth),
             auth::require,
         ));
-    Router::new()
+    let login = Router::new()
+        .route("/auth/token", post(airflow3::login))
+        .with_state(auth);
+    Ok(Router::new()
         .route("/health", get(health))
         .route("/api/v1/health", get(health))
-        .route("/auth/token", any(airflow3))
-        .route("/api/v2/{*path}", any(airflow3))
+        .route("/api/v2/monitor/health", get(health_v2))
         .merge(protected)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .with_state(api)
+        .merge(login))
 }
 
 /// Connections served at once; more wait to be accepted.
@@ -333,19 +355,25 @@ fn check_dag(api: &Api, dag_id: &str) -> Result<(), ApiError> {
     }
 }
 
-/// Airflow 3's login and API (`/api/v2`), which shelfline does not speak:
-/// says which client to use.
-async fn airflow3() -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "shelfline speaks Airflow 2's REST API (/api/v1, HTTP basic or bearer auth); use Airflow's 2.x client: pip install 'apache-airflow-client<3'",
-    )
+/// Whether the run history can be read: the error when not.
+async fn history_health(api: &Api) -> Result<(), ApiError> {
+    let dag_id = api.orchestrator.dag_id.clone();
+    blocking(api, move |o| Ok(o.history.counts(&dag_id)?)).await?;
+    Ok(())
+}
+
+async fn health_v2(State(api): State<Api>) -> Response {
+    let healthy = history_health(&api).await.is_ok();
+    let status = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(airflow3::health(healthy))).into_response()
 }
 
 async fn health(State(api): State<Api>) -> Response {
-    let dag_id = api.orchestrator.dag_id.clone();
-    let counted = blocking(&api, move |o| Ok(o.history.counts(&dag_id)?)).await;
-    match counted {
+    match history_health(&api).await {
         Ok(_) => axum::Json(json!({
             "status": "healthy",
             "metadatabase": {"status": "healthy"},
@@ -364,34 +392,63 @@ async fn health(State(api): State<Api>) -> Response {
 }
 
 /// The one DAG in Airflow's DAG shape.
-async fn dag_json(api: &Api) -> Result<Value, ApiError> {
+async fn dag_json(api: &Api, version: Version) -> Result<Value, ApiError> {
     let paused = blocking(api, |o| Ok(o.is_paused()?)).await?;
     let serve = &api.orchestrator.pipeline.config.serve;
-    Ok(json::dag(
+    let v1 = json::dag(
         &api.orchestrator.dag_id,
         paused,
         &serve.extract_schedule,
         &serve.process_schedule,
-    ))
+    );
+    Ok(match version {
+        Version::V1 => v1,
+        Version::V2 => airflow3::dag(v1, serve.max_active_runs),
+    })
 }
 
-async fn list_dags(State(api): State<Api>) -> Result<axum::Json<Value>, ApiError> {
-    let dag = dag_json(&api).await?;
+impl Api {
+    /// `run` in the shape of `version`.
+    fn run_json(&self, version: Version, run: &RunRecord) -> Value {
+        let v1 = json::dag_run(run, self.orchestrator.timezone());
+        match version {
+            Version::V1 => v1,
+            Version::V2 => airflow3::dag_run(v1, run),
+        }
+    }
+
+    /// `task` of `run` in the shape of `version`.
+    fn task_json(&self, version: Version, run: &RunRecord, task: &TaskRecord) -> Value {
+        let v1 = json::task_instance(run, task, self.orchestrator.timezone());
+        match version {
+            Version::V1 => v1,
+            Version::V2 => airflow3::task_instance(v1, run, task),
+        }
+    }
+}
+
+async fn list_dags(
+    State(api): State<Api>,
+    Extension(version): Extension<Version>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let dag = dag_json(&api, version).await?;
     Ok(axum::Json(json!({"dags": [dag], "total_entries": 1})))
 }
 
 async fn get_dag(
     State(api): State<Api>,
+    Extension(version): Extension<Version>,
     Path(dag_id): Path<String>,
 ) -> Result<axum::Json<Value>, ApiError> {
     check_dag(&api, &dag_id)?;
-    Ok(axum::Json(dag_json(&api).await?))
+    Ok(axum::Json(dag_json(&api, version).await?))
 }
 
 /// `PATCH dags/{id}`: pauses or unpauses the schedules (and the start of
 /// queued runs), as Airflow's pause toggle does.
 async fn patch_dag(
     State(api): State<Api>,
+    Extension(version): Extension<Version>,
     Path(dag_id): Path<String>,
     RawQuery(query): RawQuery,
     body: Bytes,
@@ -408,41 +465,56 @@ async fn patch_dag(
     }
     let paused = json::pause_change(&body)?;
     blocking(&api, move |o| Ok(o.set_paused(paused)?)).await?;
-    Ok(axum::Json(dag_json(&api).await?))
+    Ok(axum::Json(dag_json(&api, version).await?))
 }
 
 /// `POST clearTaskInstances`: lists (`dry_run`, Airflow's default) or
 /// queues again the selected tasks of ended runs.
 async fn clear_task_instances(
     State(api): State<Api>,
+    Extension(version): Extension<Version>,
     Path(dag_id): Path<String>,
     body: Bytes,
 ) -> Result<axum::Json<Value>, ApiError> {
     check_dag(&api, &dag_id)?;
     let (dry_run, selection) = json::clear_request(&body)?;
-    let plan = blocking(&api, move |o| {
+    let (plan, records) = blocking(&api, move |o| {
         let plan = o.plan_clear(&selection)?;
         if !dry_run {
             o.apply_clear(&plan)?;
         }
-        Ok(plan)
+        // Airflow 3 answers with the task instances themselves.
+        let mut records = Vec::new();
+        for cleared in &plan {
+            let run = o.history.find_run(&cleared.run.run_id)?;
+            let tasks = o.history.tasks(&run.run_id)?;
+            let chosen = tasks
+                .into_iter()
+                .filter(|t| cleared.tasks.contains(&t.task));
+            records.extend(chosen.map(|task| (run.clone(), task)));
+        }
+        Ok((plan, records))
     })
     .await?;
-    Ok(axum::Json(json::cleared(
-        &plan,
-        api.orchestrator.timezone(),
-    )))
+    Ok(axum::Json(match version {
+        Version::V1 => json::cleared(&plan, api.orchestrator.timezone()),
+        Version::V2 => json!({
+            "task_instances": records.iter().map(|(run, task)| api.task_json(version, run, task)).collect::<Vec<_>>(),
+            "total_entries": records.len(),
+        }),
+    }))
 }
 
 async fn trigger_run(
     State(api): State<Api>,
+    Extension(version): Extension<Version>,
     Path(dag_id): Path<String>,
     body: Bytes,
-) -> Result<Response, ApiError> {
+) -> Result<axum::Json<Value>, ApiError> {
     check_dag(&api, &dag_id)?;
     let trigger = json::trigger(&body)?;
     let run = blocking(&api, move |o| Ok(o.trigger(trigger)?)).await?;
-    Ok(axum::Json(json::dag_run(&run, api.orchestrator.timezone())).into_response())
+    Ok(axum::Json(api.run_json(version, &run)))
 }
 
 /// `PATCH dagRuns/{id}`: ends a run as failed or a success, or queues a
@@ -450,6 +522,7 @@ async fn trigger_run(
 /// success" and "clear" do.
 async fn patch_run(
     State(api): State<Api>,
+    Extension(version): Extension<Version>,
     Path((dag_id, run_id)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<axum::Json<Value>, ApiError> {
@@ -466,11 +539,12 @@ async fn patch_run(
         })
     })
     .await?;
-    Ok(axum::Json(json::dag_run(&run, api.orchestrator.timezone())))
+    Ok(axum::Json(api.run_json(version, &run)))
 }
 
 async fn list_runs(
     State(api): State<Api>,
+    Extension(version): Extension<Version>,
     Path(dag_id): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<axum::Json<Value>, ApiError> {
@@ -478,15 +552,15 @@ async fn list_runs(
     let query = json::run_query(query.as_deref())?;
     let dag_id = api.orchestrator.dag_id.clone();
     let (runs, total) = blocking(&api, move |o| Ok(o.history.runs(&dag_id, &query)?)).await?;
-    let tz = api.orchestrator.timezone();
     Ok(axum::Json(json!({
-        "dag_runs": runs.iter().map(|r| json::dag_run(r, tz)).collect::<Vec<_>>(),
+        "dag_runs": runs.iter().map(|r| api.run_json(version, r)).collect::<Vec<_>>(),
         "total_entries": total,
     })))
 }
 
 async fn get_run(
     State(api): State<Api>,
+    Extension(version): Extension<Version>,
     Path((dag_id, run_id)): Path<(String, String)>,
 ) -> Result<axum::Json<Value>, ApiError> {
     check_dag(&api, &dag_id)?;
@@ -496,7 +570,7 @@ async fn get_run(
             .ok_or_else(|| HistoryError::NoSuchRun(shown(&run_id)))?)
     })
     .await?;
-    Ok(axum::Json(json::dag_run(&run, api.orchestrator.timezone())))
+    Ok(axum::Json(api.run_json(version, &run)))
 }
 
 /// A run and its task instances.
@@ -517,13 +591,13 @@ async fn run_and_tasks(
 
 async fn task_instances(
     State(api): State<Api>,
+    Extension(version): Extension<Version>,
     Path((dag_id, run_id)): Path<(String, String)>,
 ) -> Result<axum::Json<Value>, ApiError> {
     check_dag(&api, &dag_id)?;
     let (run, tasks) = run_and_tasks(&api, run_id).await?;
-    let tz = api.orchestrator.timezone();
     Ok(axum::Json(json!({
-        "task_instances": tasks.iter().map(|t| json::task_instance(&run, t, tz)).collect::<Vec<_>>(),
+        "task_instances": tasks.iter().map(|t| api.task_json(version, &run, t)).collect::<Vec<_>>(),
         "total_entries": tasks.len(),
     })))
 }
@@ -547,16 +621,13 @@ fn find_task<'a>(
 
 async fn task_instance(
     State(api): State<Api>,
+    Extension(version): Extension<Version>,
     Path((dag_id, run_id, task_id)): Path<(String, String, String)>,
 ) -> Result<axum::Json<Value>, ApiError> {
     check_dag(&api, &dag_id)?;
     let (run, tasks) = run_and_tasks(&api, run_id).await?;
     let task = find_task(&run, &tasks, &task_id)?;
-    Ok(axum::Json(json::task_instance(
-        &run,
-        task,
-        api.orchestrator.timezone(),
-    )))
+    Ok(axum::Json(api.task_json(version, &run, task)))
 }
 
 /// `GET .../logs/{try}`: the lines of one attempt of a task, as JSON
@@ -564,6 +635,7 @@ async fn task_instance(
 /// text/plain`, as text.
 async fn task_log(
     State(api): State<Api>,
+    Extension(version): Extension<Version>,
     Path((dag_id, run_id, task_id, try_number)): Path<(String, String, String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -591,20 +663,27 @@ async fn task_log(
         Ok(o.history.task_log(&run_id, task_id, try_number)?)
     })
     .await?;
-    let content: String = lines.iter().map(|line| format!("{line}\n")).collect();
-    let wants_text = headers
+    if accepts_text(&headers) {
+        let content: String = lines.iter().map(|line| format!("{line}\n")).collect();
+        let text = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
+        return Ok((text, content).into_response());
+    }
+    Ok(axum::Json(match version {
+        Version::V1 => {
+            let content: String = lines.iter().map(|line| format!("{line}\n")).collect();
+            json!({"content": content})
+        }
+        Version::V2 => airflow3::log(&lines),
+    })
+    .into_response())
+}
+
+/// Whether the client asked for text (`Accept: text/plain`).
+fn accepts_text(headers: &HeaderMap) -> bool {
+    headers
         .get(header::ACCEPT)
         .and_then(|accept| accept.to_str().ok())
-        .is_some_and(|accept| accept.contains("text/plain"));
-    Ok(if wants_text {
-        (
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            content,
-        )
-            .into_response()
-    } else {
-        axum::Json(json!({"content": content})).into_response()
-    })
+        .is_some_and(|accept| accept.contains("text/plain"))
 }
 
 async fn metrics(State(api): State<Api>) -> Result<Response, ApiError> {
