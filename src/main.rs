@@ -509,7 +509,8 @@ async fn see_through(
         tokio::select! {
             seen = &mut seen => break Some(seen?),
             _ = ticks.tick() => {
-                for line in news(orchestrator, &run_ids[ended.get()..], &mut shown) {
+                let daemon = executor.is_none();
+                for line in news(orchestrator, &run_ids[ended.get()..], daemon, &mut shown) {
                     let _ = say(&mut **out.borrow_mut(), &line);
                 }
             }
@@ -540,11 +541,13 @@ async fn see_through(
 
 /// What changed in the unfinished runs of `run_ids` since `shown`: a line
 /// per run that started, began a task, waits for other files or waits for
-/// a retry. Runs execute in order, so it stops at the first one that has
-/// not started.
+/// a retry, or that the daemon (when it executes them) holds back because
+/// the DAG is paused. Runs execute in order, so it stops at the first one
+/// that has not started.
 fn news(
     orchestrator: &Orchestrator,
     run_ids: &[String],
+    daemon: bool,
     shown: &mut HashMap<String, String>,
 ) -> Vec<String> {
     let mut lines = Vec::new();
@@ -555,11 +558,20 @@ fn news(
         let Ok(tasks) = orchestrator.history.tasks(run_id) else {
             continue;
         };
-        if run.state == RunState::Queued && run.start_date.is_none() {
+        let waiting = run.state == RunState::Queued && run.start_date.is_none();
+        let held = waiting && daemon && orchestrator.is_paused().unwrap_or(false);
+        let progress = if held {
+            format!(
+                "waiting: the DAG is paused, and the daemon starts no run until it is unpaused (PATCH /api/v1/dags/{} with {{\"is_paused\": false}})",
+                orchestrator.dag_id
+            )
+        } else if waiting {
             break;
-        }
-        let Some(progress) = report::progress(&run, &tasks) else {
-            continue;
+        } else {
+            let Some(progress) = report::progress(&run, &tasks) else {
+                continue;
+            };
+            progress
         };
         if shown.get(run_id) != Some(&progress) {
             lines.push(format!("{run_id}  {progress}"));

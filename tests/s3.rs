@@ -190,11 +190,12 @@ fn a_missing_bucket_refused_keys_and_a_dead_server_are_one_line_each() {
 
 /// `credentials = "chain"` without keys: the instance's role comes from
 /// the metadata service (the S3 test server's IMDSv2 endpoints) and the
-/// pipeline runs; an unreachable service is one line naming the
-/// credentials; without opting in, a location on S3 needs keys and no
-/// request goes to the service.
+/// pipeline runs; a web identity token is exchanged with the test server's
+/// STS (over https, as clients require) and a run reads the lake; an
+/// unreachable service is one line naming the credentials; without opting
+/// in, a location on S3 needs keys and no request goes to the service.
 #[test]
-fn the_credential_chain_takes_the_instance_role_when_chosen() {
+fn the_credential_chain_takes_a_role_when_chosen() {
     let Setup {
         dir,
         endpoint,
@@ -225,6 +226,23 @@ fn the_credential_chain_takes_the_instance_role_when_chosen() {
         "SELECT count(*) AS n FROM weekly_sales_inventory",
     ]));
     assert!(!facts.contains("| 0 "), "{facts}");
+
+    // A web identity token (EKS): STS's answer serves, the metadata
+    // service being unreachable.
+    let token = dir.path().join("web-identity-token");
+    std::fs::write(&token, "eyJhbGciOiJSUzI1NiJ9.e30.c2lnbmVk").unwrap();
+    let facts_again = run(keyless("http://127.0.0.1:9")
+        .env("AWS_WEB_IDENTITY_TOKEN_FILE", &token)
+        .env("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/shelfline")
+        .env("AWS_ENDPOINT_URL_STS", s3::tls_endpoint())
+        .env("SSL_CERT_FILE", s3::ca_file())
+        .args([
+            "query",
+            "--lake",
+            &lake,
+            "SELECT count(*) AS n FROM weekly_sales_inventory",
+        ]));
+    assert_eq!(facts_again, facts);
 
     let err = fails(keyless("http://127.0.0.1:9").args(["check", "--date", DATE, "--raw", &raw]));
     assert!(err.to_lowercase().contains("credential"), "{err}");

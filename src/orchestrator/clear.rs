@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use chrono::NaiveDate;
 
 use super::dag::{TaskId, TaskState};
-use super::history::{self, HistoryError, RunRecord};
+use super::history::{self, ClearRun, HistoryError, RunRecord};
 use super::{Orchestrator, OrchestratorError};
 
 /// Which task instances to clear.
@@ -44,16 +44,29 @@ impl Orchestrator {
     ) -> Result<Vec<Cleared>, OrchestratorError> {
         let runs = match &selection.run_id {
             Some(run_id) => {
-                let run = self
-                    .history
-                    .run(run_id)?
-                    .ok_or_else(|| HistoryError::NoSuchRun(crate::text::clip(run_id, 40)))?;
+                let run = self.history.run(run_id)?.ok_or_else(|| {
+                    let shown = crate::text::excerpt(run_id.as_bytes(), crate::text::VALUE_CHARS);
+                    HistoryError::NoSuchRun(shown)
+                })?;
                 if !run.state.is_ended() {
                     return Err(HistoryError::ActiveRun {
                         date: run.logical_date,
                         run_id: run.run_id,
                     }
                     .into());
+                }
+                // An older run of the date would publish its conf over what
+                // the latest run published.
+                let date = Some(run.logical_date);
+                let latest = self.history.ended_runs(&self.dag_id, date, date)?;
+                match latest.first() {
+                    Some(latest) if latest.run_id != run.run_id => {
+                        return Err(OrchestratorError::NotLatest {
+                            run_id: run.run_id,
+                            latest: latest.run_id.clone(),
+                        });
+                    }
+                    _ => {}
                 }
                 vec![run]
             }
@@ -93,12 +106,19 @@ impl Orchestrator {
         Ok(plan)
     }
 
-    /// Clears what `plan_clear` planned: each run is queued again with
-    /// its tasks.
+    /// Clears what `plan_clear` planned, in one transaction: each run is
+    /// queued again with its tasks, each allowed another attempt.
     pub fn apply_clear(&self, plan: &[Cleared]) -> Result<(), OrchestratorError> {
-        for cleared in plan {
-            self.clear(&cleared.run, &cleared.tasks)?;
-        }
+        let runs: Vec<ClearRun<'_>> = plan
+            .iter()
+            .map(|cleared| ClearRun {
+                run: &cleared.run,
+                tasks: &cleared.tasks,
+                conf: super::renewed_conf(&cleared.run, Default::default()),
+            })
+            .collect();
+        self.history.clear(&runs, 1 + self.retries.retries)?;
+        self.wake.notify_one();
         Ok(())
     }
 }

@@ -22,7 +22,7 @@ mod tasks;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,6 +72,8 @@ pub enum OrchestratorError {
     FutureDate { date: NaiveDate, today: NaiveDate },
     #[error(transparent)]
     Lock(#[from] lock::ExecutorLockError),
+    #[error("run {run_id} is not the latest run of its date ({latest} is): clear that one")]
+    NotLatest { run_id: String, latest: String },
 }
 
 /// Retries of failed tasks: `delay × backoff^(n-1)` before the n-th retry,
@@ -346,9 +348,7 @@ impl Orchestrator {
             run_id: String::new(),
             dag_id: self.dag_id.clone(),
             logical_date,
-            logical_time: trigger
-                .logical_time
-                .filter(|_| trigger.logical_date.is_some()),
+            logical_time: trigger.logical_time,
             run_type: RunType::Manual,
             conf,
             extract,
@@ -456,18 +456,6 @@ impl Orchestrator {
             .retry_run(run_id, 1 + self.retries.retries, &conf)?;
         self.wake.notify_one();
         Ok(run)
-    }
-
-    /// Queues `tasks` of the ended `run` again (the API's
-    /// `clearTaskInstances`), with what shares their work
-    /// ([`history::requeued`]).
-    pub fn clear(&self, run: &RunRecord, tasks: &[TaskId]) -> Result<RunRecord, OrchestratorError> {
-        let conf = renewed_conf(run, Default::default());
-        let cleared = self
-            .history
-            .clear(run, tasks, 1 + self.retries.retries, &conf)?;
-        self.wake.notify_one();
-        Ok(cleared)
     }
 
     /// Whether the DAG is paused: no scheduled runs are created, and the
@@ -707,6 +695,10 @@ impl Orchestrator {
         >;
         let mut in_flight: FuturesUnordered<Attempt<'_>> = FuturesUnordered::new();
         let mut publishing = false;
+        // The tasks whose attempt is in flight here: a user who ended the
+        // run and cleared it meanwhile queues them again, but they are not
+        // started twice.
+        let mut running: HashSet<TaskId> = HashSet::new();
         loop {
             // A user who ended the run (`runs cancel`, the API) decided:
             // what is in flight is dropped, which stops it, but for a
@@ -741,6 +733,7 @@ impl Orchestrator {
                         .await?;
                         changed = true;
                     }
+                    Readiness::Ready if running.contains(&record.task) => {}
                     Readiness::Ready => {
                         let not_before = [
                             record.next_try_at,
@@ -757,6 +750,7 @@ impl Orchestrator {
                             .patiently(|| self.history.start_task(run_id, record.task, now))
                             .await?;
                         publishing |= record.task == TaskId::Publish;
+                        running.insert(record.task);
                         let (task, run, stage) = (record.task, &run, &stage);
                         in_flight.push(Box::pin(async move {
                             let attempt =
@@ -791,6 +785,7 @@ impl Orchestrator {
             tokio::select! {
                 Some((task, try_number, result)) = in_flight.next() => {
                     publishing &= task != TaskId::Publish;
+                    running.remove(&task);
                     self.patiently(|| self.record(run_id, task, try_number, &result)).await?;
                 }
                 _ = wait => {}
@@ -868,7 +863,8 @@ impl Orchestrator {
                     error: error.message.clone(),
                     output: error.output.clone(),
                 };
-                self.history.finish_task(run_id, task, &outcome, now)?;
+                self.history
+                    .finish_task(run_id, task, try_number, &outcome, now)?;
                 self.history.restage(run_id)?;
                 return Ok(());
             }
@@ -891,7 +887,8 @@ impl Orchestrator {
                 }
             }
         };
-        self.history.finish_task(run_id, task, &outcome, now)?;
+        self.history
+            .finish_task(run_id, task, try_number, &outcome, now)?;
         Ok(())
     }
 

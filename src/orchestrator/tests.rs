@@ -389,7 +389,7 @@ async fn an_interrupted_task_is_resumed_and_the_staged_chain_recomputed() {
             figures: serde_json::json!({}),
             output: serde_json::Value::Null,
         };
-        o.history.finish_task(&run_id, id, &done, now).unwrap();
+        o.history.finish_task(&run_id, id, 1, &done, now).unwrap();
     }
     o.history.start_task(&run_id, TaskId::Quality, now).unwrap();
     drop(o);
@@ -522,4 +522,60 @@ async fn a_run_ended_by_a_user_stops_waiting_and_stays_ended() {
         "{tasks:?}"
     );
     assert!(o.end(&run_id, RunState::Success, "again").is_err());
+}
+
+/// `clearTaskInstances` by run id: an older run of a date is refused (it
+/// would publish over the latest), the latest is queued again with the
+/// tasks that share the staged output and runs them once more; a second
+/// clear while it is active fails and changes nothing.
+#[tokio::test]
+async fn a_clear_reruns_the_latest_run_of_a_date_and_refuses_an_older_one() {
+    use super::ClearSelection;
+    let dir = tempfile::tempdir().unwrap();
+    drop_golden_files(&dir.path().join("raw"), golden_date());
+    let o = orchestrator(config(dir.path()), "2026-01-11T03:00:00Z");
+    let first = processing_run(&o, golden_date());
+    assert_eq!(o.execute(&first).await.unwrap(), RunState::Success);
+    let first_run = o.history.find_run(&first).unwrap();
+    let second = o
+        .create(NewRun {
+            run_id: "second".to_string(),
+            ..new_run_like(&first_run)
+        })
+        .unwrap()
+        .run_id;
+    assert_eq!(o.execute(&second).await.unwrap(), RunState::Success);
+
+    let publish = |run_id: &str| ClearSelection {
+        run_id: Some(run_id.to_string()),
+        tasks: Some(vec![TaskId::Publish]),
+        ..ClearSelection::default()
+    };
+    let refused = o.plan_clear(&publish(&first)).unwrap_err();
+    assert!(refused.to_string().contains("not the latest"), "{refused}");
+    let failed_only = ClearSelection {
+        only_failed: true,
+        ..publish(&second)
+    };
+    assert!(
+        o.plan_clear(&failed_only).unwrap().is_empty(),
+        "nothing failed"
+    );
+    let plan = o.plan_clear(&publish(&second)).unwrap();
+    assert_eq!(
+        plan[0].tasks,
+        [
+            TaskId::Transform,
+            TaskId::Quality,
+            TaskId::Publish,
+            TaskId::Notify
+        ]
+    );
+    o.apply_clear(&plan).unwrap();
+    assert_eq!(o.history.find_run(&second).unwrap().state, RunState::Queued);
+    assert!(o.apply_clear(&plan).is_err(), "the run is active now");
+    assert_eq!(o.execute(&second).await.unwrap(), RunState::Success);
+    let tasks = o.history.tasks(&second).unwrap();
+    assert_eq!(task(&tasks, TaskId::Publish).try_number, 2);
+    assert_eq!(task(&tasks, TaskId::WaitForRaw).try_number, 1);
 }

@@ -36,6 +36,8 @@ pub async fn login(State(auth): State<Arc<Auth>>, body: Bytes) -> Response {
         .credentials
         .check_login(&login.username, &login.password)
     {
+        // A pause per failure slows guessing down.
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         tracing::warn!(
             "API: failed login as \"{}\"",
             crate::text::excerpt(login.username.as_bytes(), crate::text::VALUE_CHARS)

@@ -8,6 +8,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
+use sha2::{Digest, Sha256};
 
 use super::ApiError;
 use super::session::Sessions;
@@ -91,7 +92,6 @@ impl Credentials {
         }
     }
 
-    /// Whether no credentials are configured (then nothing is accepted).
     /// Whether `username` and `password` are the configured basic
     /// credentials (Airflow 3's login).
     pub fn check_login(&self, username: &str, password: &str) -> bool {
@@ -103,6 +103,7 @@ impl Credentials {
         })
     }
 
+    /// Whether no credentials are configured (then nothing is accepted).
     pub fn is_empty(&self) -> bool {
         self.basic.is_none() && self.token.is_none()
     }
@@ -129,6 +130,8 @@ impl Credentials {
     }
 }
 
+/// A secret from the environment variable `env` (its value `from_env`),
+/// else from `file` (the setting `key`); `None` when neither is set.
 fn secret(
     from_env: Option<String>,
     file: Option<&Path>,
@@ -154,12 +157,14 @@ fn secret(
     Ok(Some(value))
 }
 
-/// Compares without stopping at the first difference.
+/// Compares the SHA-256 digests of `a` and `b` without stopping at the
+/// first difference, so the time taken says nothing of where they differ,
+/// nor of their lengths.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    let (a, b) = (Sha256::digest(a), Sha256::digest(b));
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// The middleware: 401 unless the request carries accepted credentials.
 /// What a request may authenticate with: the configured credentials, or a
 /// token this server issued at login.
 #[derive(Debug)]

@@ -116,7 +116,8 @@ pub fn run_query(query: Option<&str>) -> Result<RunQuery, ApiError> {
     Ok(parsed)
 }
 
-fn shown(text: &str) -> String {
+/// A value from a request, as an error shows it.
+pub(super) fn shown(text: &str) -> String {
     excerpt(text.as_bytes(), VALUE_CHARS)
 }
 
@@ -228,6 +229,16 @@ pub fn clear_request(body: &[u8]) -> Result<(bool, ClearSelection), ApiError> {
                 .collect::<Result<Vec<_>, _>>()
         })
         .transpose()?;
+    if !body.dry_run
+        && body.dag_run_id.is_none()
+        && body.start_date.is_none()
+        && body.end_date.is_none()
+    {
+        return Err(ApiError::field(
+            "dag_run_id",
+            "name the runs to clear: dag_run_id, or start_date and/or end_date (a dry run may list them all)",
+        ));
+    }
     let selection = ClearSelection {
         run_id: body.dag_run_id,
         from: date("start_date", body.start_date)?,
@@ -334,13 +345,16 @@ fn valid_run_id(id: &str) -> bool {
 
 /// A date (`2025-01-07`), or an ISO 8601 time with its offset, which gives
 /// the date as written (the sender's day, whatever the schedules' time
-/// zone) and is kept as sent, to be echoed.
+/// zone) and is kept to be echoed: the same instant with the same offset,
+/// written as Airflow writes it (`+00:00` for `Z`, to the nanosecond at
+/// most).
 fn parse_date(text: &str) -> Option<(Option<NaiveDate>, Option<String>)> {
     if let Ok(date) = text.parse::<NaiveDate>() {
         return Some((Some(date), None));
     }
     let time = DateTime::parse_from_rfc3339(text).ok()?;
-    Some((Some(time.date_naive()), Some(text.to_string())))
+    let sent = time.to_rfc3339_opts(SecondsFormat::AutoSi, false);
+    Some((Some(time.date_naive()), Some(sent)))
 }
 
 pub(super) fn time(t: Option<DateTime<Utc>>) -> Value {
@@ -349,12 +363,14 @@ pub(super) fn time(t: Option<DateTime<Utc>>) -> Value {
     })
 }
 
-/// Midnight of `date` in `tz`, as Airflow shows a logical date.
+/// Midnight of `date` in `tz`, with `tz`'s offset, so that it names
+/// `date` as written (as a logical date sent is read).
 fn midnight(date: NaiveDate, tz: Tz) -> Value {
-    let local = date
-        .and_hms_opt(0, 0, 0)
-        .and_then(|t| tz.from_local_datetime(&t).earliest());
-    time(local.map(|t| t.with_timezone(&Utc)))
+    date.and_hms_opt(0, 0, 0)
+        .and_then(|t| tz.from_local_datetime(&t).earliest())
+        .map_or(Value::Null, |t| {
+            json!(t.fixed_offset().to_rfc3339_opts(SecondsFormat::Secs, false))
+        })
 }
 
 /// The start and end of `run`'s data interval: its logical date as the
@@ -430,6 +446,28 @@ pub fn task_instance(run: &RunRecord, task: &TaskRecord, tz: Tz) -> Value {
 mod tests {
     use super::*;
     use crate::orchestrator::history::RunOrder;
+
+    #[test]
+    fn a_logical_time_is_echoed_with_its_offset() {
+        let echoed = |sent: &str| parse_date(sent).and_then(|(_, time)| time);
+        assert_eq!(
+            echoed("2025-01-07T00:00:00+05:00").as_deref(),
+            Some("2025-01-07T00:00:00+05:00")
+        );
+        assert_eq!(
+            echoed("2025-01-07T00:00:00Z").as_deref(),
+            Some("2025-01-07T00:00:00+00:00")
+        );
+        assert_eq!(
+            echoed("2025-01-07T23:30:00.5-08:00").as_deref(),
+            Some("2025-01-07T23:30:00.500-08:00")
+        );
+        assert_eq!(
+            parse_date("2025-01-07"),
+            Some((Some("2025-01-07".parse().unwrap()), None))
+        );
+        assert_eq!(parse_date("yesterday"), None);
+    }
 
     fn field_of(body: &str) -> String {
         let error = trigger(body.as_bytes()).unwrap_err();
@@ -513,7 +551,7 @@ mod tests {
         };
         assert_eq!(
             dag_run(&by_date, paris)["logical_date"],
-            "2025-01-06T23:00:00+00:00"
+            "2025-01-07T00:00:00+01:00"
         );
     }
 

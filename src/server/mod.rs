@@ -53,6 +53,7 @@ use crate::orchestrator::dag::TaskId;
 use crate::orchestrator::history::{HistoryError, RunQuery, RunRecord, TaskRecord};
 use crate::orchestrator::{Orchestrator, OrchestratorError};
 pub use auth::{Credentials, CredentialsError};
+use json::shown;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -123,6 +124,9 @@ impl From<OrchestratorError> for ApiError {
                 ApiError::field(field, detail)
             }
             OrchestratorError::History(e) => e.into(),
+            not_latest @ OrchestratorError::NotLatest { .. } => {
+                ApiError::new(StatusCode::CONFLICT, not_latest.to_string())
+            }
             future @ OrchestratorError::FutureDate { .. } => {
                 ApiError::field("logical_date", future.to_string())
             }
@@ -332,11 +336,6 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
 }
 
-/// A value from a request, as an error shows it.
-fn shown(text: &str) -> String {
-    crate::text::excerpt(text.as_bytes(), crate::text::VALUE_CHARS)
-}
-
 /// Accepts the DAG's id and its aliases (`dag_aliases`: the id an existing
 /// trigger sends, e.g. the original pipeline's `batch_processing_dag`).
 fn check_dag(api: &Api, dag_id: &str) -> Result<(), ApiError> {
@@ -485,7 +484,7 @@ async fn clear_task_instances(
         }
         // Airflow 3 answers with the task instances themselves.
         let mut records = Vec::new();
-        for cleared in &plan {
+        for cleared in plan.iter().filter(|_| version == Version::V2) {
             let run = o.history.find_run(&cleared.run.run_id)?;
             let tasks = o.history.tasks(&run.run_id)?;
             let chosen = tasks
@@ -663,27 +662,25 @@ async fn task_log(
         Ok(o.history.task_log(&run_id, task_id, try_number)?)
     })
     .await?;
-    if accepts_text(&headers) {
-        let content: String = lines.iter().map(|line| format!("{line}\n")).collect();
-        let text = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
-        return Ok((text, content).into_response());
-    }
-    Ok(axum::Json(match version {
-        Version::V1 => {
-            let content: String = lines.iter().map(|line| format!("{line}\n")).collect();
-            json!({"content": content})
-        }
-        Version::V2 => airflow3::log(&lines),
+    let text = || -> String { lines.iter().map(|line| format!("{line}\n")).collect() };
+    Ok(match (prefers_text(&headers), version) {
+        (true, _) => (
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            text(),
+        )
+            .into_response(),
+        (false, Version::V1) => axum::Json(json!({"content": text()})).into_response(),
+        (false, Version::V2) => axum::Json(airflow3::log(&lines)).into_response(),
     })
-    .into_response())
 }
 
-/// Whether the client asked for text (`Accept: text/plain`).
-fn accepts_text(headers: &HeaderMap) -> bool {
+/// Whether the client asks for text first (`Accept: text/plain, ...`).
+fn prefers_text(headers: &HeaderMap) -> bool {
     headers
         .get(header::ACCEPT)
         .and_then(|accept| accept.to_str().ok())
-        .is_some_and(|accept| accept.contains("text/plain"))
+        .and_then(|accept| accept.split(',').next())
+        .is_some_and(|first| first.trim().starts_with("text/plain"))
 }
 
 async fn metrics(State(api): State<Api>) -> Result<Response, ApiError> {

@@ -22,18 +22,10 @@ from airflow_client.client.model.dag import DAG
 from airflow_client.client.model.dag_run import DAGRun
 from airflow_client.client.model.update_dag_run_state import UpdateDagRunState
 
+from wait import wait_for
+
 url, user, password, dag_id, day, missing_day = sys.argv[1:7]
 configuration = client.Configuration(host=f"{url}/api/v1", username=user, password=password)
-
-
-def wait_for(runs, run_id, states, seconds=120):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        run = runs.get_dag_run(dag_id, run_id)
-        if run.state.value in states:
-            return run
-        time.sleep(0.5)
-    raise AssertionError(f"run {run_id} is still {run.state.value} after {seconds}s")
 
 
 with client.ApiClient(configuration) as api:
@@ -56,7 +48,7 @@ with client.ApiClient(configuration) as api:
     time.sleep(3)
     assert runs.get_dag_run(dag_id, "client-run").state.value == "queued"
     assert dags.patch_dag(dag_id, DAG(is_paused=False), update_mask=["is_paused"]).is_paused is False
-    done = wait_for(runs, "client-run", {"success", "failed"})
+    done = wait_for(runs, dag_id, "client-run", {"success", "failed"})
     assert done.state.value == "success", tasks.get_task_instances(dag_id, "client-run")
 
     listed = runs.get_dag_runs(dag_id, state=["success", "failed"], order_by="-execution_date")
@@ -81,7 +73,7 @@ with client.ApiClient(configuration) as api:
     assert listed == {"transform", "quality", "publish", "notify"}, listed
     assert runs.get_dag_run(dag_id, "client-run").state.value == "success"
     clear(dry_run=False)
-    done = wait_for(runs, "client-run", {"success", "failed"})
+    done = wait_for(runs, dag_id, "client-run", {"success", "failed"})
     assert done.state.value == "success", done
     assert tasks.get_task_instance(dag_id, "client-run", "publish").try_number == 2
     assert "succeeded" in tasks.get_log(dag_id, "client-run", "publish", 2).content
@@ -101,6 +93,6 @@ with client.ApiClient(configuration) as api:
         time.sleep(0.5)
     assert f"sales_{missing_day}" in sensor_log(), sensor_log()
     runs.update_dag_run_state(dag_id, "waiting-run", UpdateDagRunState(state="failed"))
-    assert wait_for(runs, "waiting-run", {"failed"}, 10).state.value == "failed"
+    assert wait_for(runs, dag_id, "waiting-run", {"failed"}, 10).state.value == "failed"
 
 print("airflow client 2.x: ok")

@@ -29,6 +29,8 @@ from airflow_client.client.models import (
     TriggerDAGRunPostBody,
 )
 
+from wait import wait_for
+
 url, user, password, dag_id, day, missing_day = sys.argv[1:7]
 
 
@@ -60,16 +62,6 @@ with client.ApiClient(client.Configuration(host=url, access_token="forged.00")) 
 configuration = client.Configuration(host=url, access_token=login(user, password))
 
 
-def wait_for(runs, run_id, states, seconds=120):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        run = runs.get_dag_run(dag_id, run_id)
-        if run.state.value in states:
-            return run
-        time.sleep(0.5)
-    raise AssertionError(f"run {run_id} is still {run.state.value} after {seconds}s")
-
-
 with client.ApiClient(configuration) as api:
     dags = dag_api.DAGApi(api)
     runs = dag_run_api.DagRunApi(api)
@@ -91,7 +83,7 @@ with client.ApiClient(configuration) as api:
     time.sleep(3)
     assert runs.get_dag_run(dag_id, "client3-run").state.value == "queued"
     assert dags.patch_dag(dag_id, DAGPatchBody(is_paused=False)).is_paused is False
-    done = wait_for(runs, "client3-run", {"success", "failed"})
+    done = wait_for(runs, dag_id, "client3-run", {"success", "failed"})
     assert done.state.value == "success", tasks.get_task_instances(dag_id, "client3-run")
 
     listed = runs.get_dag_runs(dag_id, state=["success", "failed"], order_by=["-logical_date"])
@@ -122,7 +114,7 @@ with client.ApiClient(configuration) as api:
     assert listed == {"transform", "quality", "publish", "notify"}, listed
     assert runs.get_dag_run(dag_id, "client3-run").state.value == "success"
     clear(dry_run=False)
-    done = wait_for(runs, "client3-run", {"success", "failed"})
+    done = wait_for(runs, dag_id, "client3-run", {"success", "failed"})
     assert done.state.value == "success", done
     assert tasks.get_task_instance(dag_id, "client3-run", "publish").try_number == 2
 
@@ -144,6 +136,6 @@ with client.ApiClient(configuration) as api:
         time.sleep(0.5)
     assert f"sales_{missing_day}" in sensor_log(), sensor_log()
     runs.patch_dag_run(dag_id, "waiting3-run", DAGRunPatchBody(state="failed"))
-    assert wait_for(runs, "waiting3-run", {"failed"}, 10).state.value == "failed"
+    assert wait_for(runs, dag_id, "waiting3-run", {"failed"}, 10).state.value == "failed"
 
 print("airflow client 3.x: ok")

@@ -23,6 +23,16 @@ pub fn auth_endpoint() -> String {
     setting("SHELFLINE_TEST_S3_AUTH_ENDPOINT")
 }
 
+/// `https://host:port` of the moto server behind TLS (for its STS).
+pub fn tls_endpoint() -> String {
+    setting("SHELFLINE_TEST_S3_TLS_ENDPOINT")
+}
+
+/// The certificate that the TLS server presents, for clients to trust.
+pub fn ca_file() -> String {
+    setting("SHELFLINE_TEST_S3_CA_FILE")
+}
+
 fn setting(var: &str) -> String {
     std::env::var(var).unwrap_or_else(|_| {
         panic!(

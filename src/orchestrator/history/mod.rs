@@ -350,6 +350,15 @@ impl std::fmt::Display for Outcome {
     }
 }
 
+/// An ended run to queue again ([`History::clear`]): which of its tasks,
+/// and its conf from now on.
+#[derive(Debug, Clone)]
+pub struct ClearRun<'a> {
+    pub run: &'a RunRecord,
+    pub tasks: &'a [TaskId],
+    pub conf: Value,
+}
+
 /// Per-state counts, for `/metrics`.
 pub type StateCounts = BTreeMap<String, u64>;
 
@@ -467,21 +476,7 @@ impl History {
         {
             return Err(HistoryError::DuplicateRunId(run.run_id.clone()));
         }
-        let active: Option<String> = tx
-            .query_row(
-                "SELECT run_id FROM dag_runs WHERE dag_id = ?1 AND logical_date = ?2
-                 AND state IN ('queued', 'running')",
-                params![run.dag_id, run.logical_date.to_string()],
-                |row| row.get(0),
-            )
-            .optional()
-            .map_err(|e| self.sqlite(e))?;
-        if let Some(run_id) = active {
-            return Err(HistoryError::ActiveRun {
-                date: run.logical_date,
-                run_id,
-            });
-        }
+        self.check_no_active_run(tx, &run.dag_id, run.logical_date)?;
         tx.execute(
             "INSERT INTO dag_runs (run_id, dag_id, logical_date, run_type, state, conf, extract,
                                    process_after, created_at, logical_time)
@@ -862,11 +857,14 @@ impl History {
         })
     }
 
-    /// Records how the current attempt of `task` ended.
+    /// Records how attempt `try_number` of `task` ended, unless the task
+    /// has moved on meanwhile (a user ended the run, or cleared it and a
+    /// later attempt started).
     pub fn finish_task(
         &self,
         run_id: &str,
         task: TaskId,
+        try_number: u32,
         outcome: &Outcome,
         now: DateTime<Utc>,
     ) -> Result<(), HistoryError> {
@@ -883,14 +881,15 @@ impl History {
         // Only a running task: a user who ended the run meanwhile decided.
         let updated = tx.execute(
             "UPDATE task_instances SET state = ?3, end_date = ?4, error = ?5, next_try_at = ?6
-             WHERE run_id = ?1 AND task_id = ?2 AND state = 'running'",
+             WHERE run_id = ?1 AND task_id = ?2 AND state = 'running' AND try_number = ?7",
             params![
                 run_id,
                 task.to_string(),
                 state.as_str(),
                 time(now),
                 error,
-                next_try_at
+                next_try_at,
+                try_number
             ],
         )
         .map_err(|e| self.sqlite(e))?;
@@ -912,9 +911,8 @@ impl History {
         }
         tx.execute(
             "UPDATE task_attempts SET end_date = ?3, state = ?4, error = ?5
-             WHERE run_id = ?1 AND task_id = ?2
-               AND try_number = (SELECT try_number FROM task_instances WHERE run_id = ?1 AND task_id = ?2)",
-            params![run_id, task.to_string(), time(now), state.as_str(), error],
+             WHERE run_id = ?1 AND task_id = ?2 AND try_number = ?6",
+            params![run_id, task.to_string(), time(now), state.as_str(), error, try_number],
         )
         .map_err(|e| self.sqlite(e))?;
         Ok(())
@@ -1037,45 +1035,56 @@ impl History {
             .filter(|t| t.state.is_failure())
             .map(|t| t.task)
             .collect();
-        self.clear(&run, &failed, extra_tries, conf)
+        let again = ClearRun {
+            run: &run,
+            tasks: &failed,
+            conf: conf.clone(),
+        };
+        self.clear(&[again], extra_tries)?;
+        self.find_run(&run.run_id)
     }
 
-    /// Queues `tasks` of an ended run again (with what shares their work,
+    /// Queues the tasks of ended runs again (with what shares their work,
     /// see [`requeued`]), each with `extra_tries` more attempts, and the
-    /// run with them, now with `conf`: Airflow's "clear". Fails when the
+    /// runs with them: Airflow's "clear". All or nothing: fails when one
     /// run, or another of its date, is active.
-    pub fn clear(
-        &self,
-        run: &RunRecord,
-        tasks: &[TaskId],
-        extra_tries: u32,
-        conf: &Value,
-    ) -> Result<RunRecord, HistoryError> {
+    pub fn clear(&self, runs: &[ClearRun<'_>], extra_tries: u32) -> Result<(), HistoryError> {
         self.write(|tx| {
-            let active: Option<String> = tx
-                .query_row(
-                    "SELECT run_id FROM dag_runs WHERE dag_id = ?1 AND logical_date = ?2
-                     AND state IN ('queued', 'running')",
-                    params![run.dag_id, run.logical_date.to_string()],
-                    |row| row.get(0),
+            for cleared in runs {
+                let run = cleared.run;
+                self.check_no_active_run(tx, &run.dag_id, run.logical_date)?;
+                tx.execute(
+                    "UPDATE dag_runs SET state = 'queued', end_date = NULL, conf = ?2
+                     WHERE run_id = ?1 AND state IN ('failed', 'success')",
+                    params![run.run_id, cleared.conf.to_string()],
                 )
-                .optional()
                 .map_err(|e| self.sqlite(e))?;
-            if let Some(active) = active {
-                return Err(HistoryError::ActiveRun {
-                    date: run.logical_date,
-                    run_id: active,
-                });
+                self.requeue(tx, &run.run_id, cleared.tasks, extra_tries)?;
             }
-            tx.execute(
-                "UPDATE dag_runs SET state = 'queued', end_date = NULL, conf = ?2
-                 WHERE run_id = ?1 AND state IN ('failed', 'success')",
-                params![run.run_id, conf.to_string()],
+            Ok(())
+        })
+    }
+
+    /// Fails when `date` of `dag_id` has a queued or running run.
+    fn check_no_active_run(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        dag_id: &str,
+        date: NaiveDate,
+    ) -> Result<(), HistoryError> {
+        let active: Option<String> = tx
+            .query_row(
+                "SELECT run_id FROM dag_runs WHERE dag_id = ?1 AND logical_date = ?2
+                 AND state IN ('queued', 'running')",
+                params![dag_id, date.to_string()],
+                |row| row.get(0),
             )
+            .optional()
             .map_err(|e| self.sqlite(e))?;
-            self.requeue(tx, &run.run_id, tasks, extra_tries)
-        })?;
-        self.find_run(&run.run_id)
+        match active {
+            Some(run_id) => Err(HistoryError::ActiveRun { date, run_id }),
+            None => Ok(()),
+        }
     }
 
     /// Queues `tasks` again (with what [`requeued`] adds), each allowed at
@@ -1271,7 +1280,11 @@ fn add_missing_columns(conn: &Connection) -> rusqlite::Result<()> {
             |row| row.get(0),
         )?;
         if !has {
-            conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {kind}"))?;
+            match conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {kind}")) {
+                // Another process opening the history added it meanwhile.
+                Err(e) if e.to_string().contains("duplicate column name") => {}
+                added => added?,
+            }
         }
     }
     Ok(())
