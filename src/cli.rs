@@ -19,8 +19,8 @@ pub struct Cli {
     /// source_retry_backoff_ms, raw, lake, raw_format, error_budget,
     /// vacuum_retention_hours, target_partitions, memory_limit_mb,
     /// max_row_bytes, scratch_dir, lake_lock_wait_secs, lake_lock_lease_secs,
-    /// engine, scheduler, and the [publish], [s3], [serve] and [notify]
-    /// tables).
+    /// engine, scheduler, and the [publish], [s3], [serve], [notify] and
+    /// [sql_server] tables).
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// How log lines are written to stderr: `text` for people, `json` (one
@@ -98,6 +98,15 @@ pub enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t)]
         format: OutputFormat,
+    },
+    /// Serve the lake over PostgreSQL's wire protocol, read-only, for psql,
+    /// drivers and BI tools (the [sql_server] table; Ctrl-C stops it).
+    SqlServer {
+        /// Address to listen on (overrides `sql_server.bind`).
+        #[arg(long, value_name = "ADDR")]
+        bind: Option<String>,
+        #[command(flatten)]
+        locations: Locations,
     },
     /// Run the orchestrator: schedules, queued runs, retries, notifications
     /// and the HTTP API (Ctrl-C stops it; runs resume at the next start).

@@ -102,5 +102,11 @@ pub async fn run(
         "\nAsk more, e.g.:\n  shelfline query{lake_arg} \"SELECT yr_num, wk_num, SUM(total_sales_amt) AS sales \
          FROM weekly_sales_inventory GROUP BY yr_num, wk_num ORDER BY yr_num DESC, wk_num DESC LIMIT 5\""
     )?;
+    writeln!(
+        out,
+        "Or with psql and the tools you already use (a read-only PostgreSQL server over the lake):\n  \
+         shelfline sql-server{lake_arg} &\n  \
+         psql \"host=127.0.0.1 port=5433 user=shelfline dbname=shelfline\""
+    )?;
     Ok(())
 }

@@ -26,6 +26,7 @@
 //! table is needed.
 
 mod guard;
+mod latest_snapshot;
 mod lock;
 
 use object_store::ObjectStoreExt as _;
@@ -52,6 +53,7 @@ use crate::raw::quarantine::Quarantine;
 use crate::schema::{FACT_PARTITIONS, FACT_TABLE, SNAPSHOT_COLUMN, Table};
 use crate::storage::{Location, StorageError};
 pub use guard::{GuardError, WeekRows};
+use latest_snapshot::LatestSnapshot;
 pub use lock::{LockError, LockOptions};
 
 /// The Delta application transaction id whose version is the logical date
@@ -285,11 +287,19 @@ impl Lake {
     /// Whether a table folder holds a Delta log (opening a folder without one
     /// is not an error: the first write creates the table).
     async fn has_log(&self, location: &Location) -> Result<bool, LakeError> {
+        Ok(!self.log_files(location).await?.is_empty())
+    }
+
+    /// The names of the files in a table's log folder (none without one).
+    async fn log_files(&self, location: &Location) -> Result<Vec<String>, LakeError> {
         let log = crate::storage::path(&["_delta_log"]);
-        let listing = location.store().list_with_delimiter(Some(&log)).await;
-        match listing {
-            Ok(listing) => Ok(!listing.objects.is_empty()),
-            Err(object_store::Error::NotFound { .. }) => Ok(false),
+        match location.store().list_with_delimiter(Some(&log)).await {
+            Ok(listing) => Ok(listing
+                .objects
+                .iter()
+                .filter_map(|object| object.location.filename().map(str::to_string))
+                .collect()),
+            Err(object_store::Error::NotFound { .. }) => Ok(Vec::new()),
             Err(e) => Err(LakeError::Storage(StorageError::Invalid {
                 url: location.url().to_string(),
                 reason: e.to_string(),
@@ -297,9 +307,13 @@ impl Lake {
         }
     }
 
-    /// The current version of a table, `None` when it does not exist.
+    /// The current version of a table, `None` when it does not exist: its
+    /// newest commit in the log, from one listing (nothing is read, so
+    /// readers can ask before every statement).
     pub async fn version(&self, name: &str) -> Result<Option<u64>, LakeError> {
-        Ok(self.open(name).await?.and_then(|table| table.version()))
+        let location = self.root.child(name)?;
+        let files = self.log_files(&location).await?;
+        Ok(files.iter().filter_map(|file| commit_version(file)).max())
     }
 
     /// The current version of each lake table (`None` for one not created
@@ -667,7 +681,7 @@ impl Lake {
                 source,
             };
             let view = ctx.sql(&latest).await.map_err(engine_error)?.into_view();
-            ctx.register_table(table.name(), view)
+            ctx.register_table(table.name(), Arc::new(LatestSnapshot(view)))
                 .map_err(engine_error)?;
         }
         versions.push(Some(fact));
@@ -769,5 +783,35 @@ impl LogStoreFactory for PutIfAbsentLogStore {
             location,
             options,
         ))
+    }
+}
+
+/// The version a log file commits: `00000000000000000012.json` is 12.
+fn commit_version(file_name: &str) -> Option<u64> {
+    let digits = file_name.strip_suffix(".json")?;
+    if digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()) {
+        digits.parse().ok()
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::commit_version;
+
+    #[test]
+    fn only_commit_files_name_a_version() {
+        assert_eq!(commit_version("00000000000000000012.json"), Some(12));
+        assert_eq!(commit_version("00000000000000000000.json"), Some(0));
+        for other in [
+            "00000000000000000010.checkpoint.parquet",
+            "_last_checkpoint",
+            "_commit_8f1c.json.tmp",
+            "0000000000000000001.json",
+            "0000000000000000001x.json",
+        ] {
+            assert_eq!(commit_version(other), None, "{other}");
+        }
     }
 }

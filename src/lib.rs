@@ -13,7 +13,8 @@
 //! - [`raw`]: the raw zone's layout, formats, manifest and completeness check;
 //! - [`transform`]: raw → weekly fact with DataFusion, behind the quality rules;
 //! - [`lake`]: atomic publication as Delta Lake tables;
-//! - [`query`]: SQL over the lake.
+//! - [`query`]: SQL over the lake;
+//! - [`sql_server`]: the lake over PostgreSQL's wire protocol, read-only.
 //!
 //! [`pipeline`] strings the stages together (`run`, `demo`); [`config`] holds
 //! every setting; [`storage`] maps URLs to object stores. [`orchestrator`]
@@ -35,6 +36,7 @@ pub mod raw;
 pub mod schema;
 pub mod server;
 pub mod source;
+pub mod sql_server;
 pub mod storage;
 pub mod text;
 pub mod transform;

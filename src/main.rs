@@ -24,6 +24,7 @@ use shelfline::orchestrator::history::{History, HistoryError, RunQuery};
 use shelfline::orchestrator::{BackfillDate, Orchestrator, OrchestratorError, lock, report};
 use shelfline::pipeline::{Pipeline, PipelineError};
 use shelfline::server::{self, Credentials};
+use shelfline::sql_server::{self, SqlServer};
 use shelfline::text::{MESSAGE_CHARS, clip};
 use shelfline::{demo, query};
 
@@ -242,6 +243,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 writeln!(stdout)?;
             }
         }
+        Command::SqlServer { bind, locations } => {
+            let pipeline = pipeline(config, &locations)?;
+            let bind = bind.unwrap_or_else(|| pipeline.config.sql_server.bind.clone());
+            let server = start_sql_server(&pipeline, &bind, &mut stdout).await?;
+            let mut terminate =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            tokio::select! {
+                () = server.run() => {}
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+        }
         Command::Serve { bind, locations } => {
             let orchestrator = orchestrator(config, &locations)?;
             let bind = bind.unwrap_or_else(|| orchestrator.pipeline.config.serve.bind.clone());
@@ -361,6 +374,9 @@ fn check_config(config: Config, stdout: &mut impl Write) -> anyhow::Result<ExitC
     if let Err(e) = Credentials::load(&config.serve.auth, |key| std::env::var(key).ok()) {
         problems.push(e.to_string());
     }
+    if let Err(e) = sql_server::password(&config.sql_server, |key| std::env::var(key).ok()) {
+        problems.push(format!("the SQL server's password: {e}"));
+    }
     if !problems.is_empty() {
         for problem in &problems {
             tell!("error: {}", clip(problem, MESSAGE_CHARS));
@@ -463,14 +479,57 @@ async fn serve(
     )?;
     stdout.flush()?;
     let app = server::router(Arc::clone(&orchestrator), credentials)?;
+    let pipeline = &orchestrator.pipeline;
+    let sql = match pipeline.config.sql_server.enabled {
+        true => Some(start_sql_server(pipeline, &pipeline.config.sql_server.bind, stdout).await?),
+        false => None,
+    };
+    let sql = async {
+        match sql {
+            Some(server) => server.run().await,
+            None => std::future::pending().await,
+        }
+    };
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         served = server::serve(listener, app) => served?,
+        () = sql => {}
         () = Arc::clone(&orchestrator).run_scheduler() => {}
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate.recv() => {}
     }
     Ok(())
+}
+
+/// Binds the SQL server over `pipeline`'s lake and says how to connect.
+async fn start_sql_server(
+    pipeline: &Pipeline,
+    bind: &str,
+    stdout: &mut impl Write,
+) -> anyhow::Result<SqlServer> {
+    let server = SqlServer::bind(&pipeline.config, pipeline.lake.clone(), bind, |key| {
+        std::env::var(key).ok()
+    })
+    .await?;
+    let address = server.address();
+    let user = &pipeline.config.sql_server.username;
+    let login = if server.has_password() {
+        format!(
+            "as {user} with the password of {}",
+            sql_server::PASSWORD_ENV
+        )
+    } else {
+        "from this machine only, no password".to_string()
+    };
+    writeln!(
+        stdout,
+        "shelfline sql-server: the lake {} on {address} ({login}); connect with: psql \"host={} port={} user={user} dbname=shelfline\"",
+        pipeline.lake.root().url(),
+        address.ip(),
+        address.port()
+    )?;
+    stdout.flush()?;
+    Ok(server)
 }
 
 /// Prints each run's end; fails when one failed. Ctrl-C or SIGTERM

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::SQLOptions;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 
 use crate::config::Config;
@@ -67,14 +68,7 @@ pub enum QueryError {
 pub async fn run(lake: &Lake, config: &Config, sql: &str) -> Result<Vec<RecordBatch>, QueryError> {
     let mut attempt = 1;
     loop {
-        let ctx = crate::engine::session(config)?;
-        ctx.state_ref()
-            .write()
-            .config_mut()
-            .options_mut()
-            .catalog
-            .information_schema = true;
-        let registered = lake.register(&ctx).await?;
+        let (ctx, registered) = lake_session(lake, config).await?;
         let frame = read_only(&ctx, sql)
             .await
             .map_err(|e| name_the_tables(e, &ctx))?;
@@ -93,9 +87,26 @@ pub async fn run(lake: &Lake, config: &Config, sql: &str) -> Result<Vec<RecordBa
     }
 }
 
+/// A session over the lake's latest versions (with `information_schema`),
+/// and those versions, in the order of [`Lake::versions`].
+pub async fn lake_session(
+    lake: &Lake,
+    config: &Config,
+) -> Result<(SessionContext, Vec<Option<u64>>), QueryError> {
+    let ctx = crate::engine::session(config)?;
+    ctx.state_ref()
+        .write()
+        .config_mut()
+        .options_mut()
+        .catalog
+        .information_schema = true;
+    let registered = lake.register(&ctx).await?;
+    Ok((ctx, registered))
+}
+
 /// A statement naming a table the lake does not have gets the list of
 /// those it has.
-fn name_the_tables(error: QueryError, ctx: &SessionContext) -> QueryError {
+pub fn name_the_tables(error: QueryError, ctx: &SessionContext) -> QueryError {
     match error {
         QueryError::Sql(e) if e.find_root().to_string().contains("not found") => {
             let options = ctx.state().config().options().catalog.clone();
@@ -121,20 +132,27 @@ pub async fn read_only(
     sql: &str,
 ) -> Result<datafusion::dataframe::DataFrame, QueryError> {
     let plan = ctx.state().create_logical_plan(sql).await?;
+    check_read_only(&plan)?;
+    Ok(ctx.execute_logical_plan(plan).await?)
+}
+
+/// Refuses a plan that would do anything but read: DDL, DML (`COPY ... TO`
+/// included) and statements (`SET`, transactions), wherever they sit in it
+/// (`EXPLAIN ANALYZE INSERT ...` too). The SQL server applies the same rule.
+pub fn check_read_only(plan: &LogicalPlan) -> Result<(), QueryError> {
     let queries_only = SQLOptions::new()
         .with_allow_ddl(false)
         .with_allow_dml(false)
         .with_allow_statements(false);
-    if let Err(refused) = queries_only.verify_plan(&plan) {
+    queries_only.verify_plan(plan).map_err(|refused| {
         let reason = match refused.find_root() {
             DataFusionError::Plan(message) => message.clone(),
             other => other.to_string(),
         };
-        return Err(QueryError::ReadOnly {
+        QueryError::ReadOnly {
             reason: reason.replace("not supported", "refused"),
-        });
-    }
-    Ok(ctx.execute_logical_plan(plan).await?)
+        }
+    })
 }
 
 /// Formats result batches for printing.

@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 use crate::raw::RawFormat;
 
 mod notify;
+mod sql_server;
 pub use notify::{EmailConfig, NotifyConfig, SmtpSecurity, WebhookConfig, WebhookFormat};
+pub use sql_server::SqlServerConfig;
 
 /// Default source: an embedded SQLite database.
 pub const DEFAULT_SOURCE: &str = "sqlite://./shelfline-data/source.db";
@@ -111,6 +113,8 @@ pub struct Config {
     pub serve: ServeConfig,
     /// Who hears about sensor timeouts, failures and (optionally) successes.
     pub notify: NotifyConfig,
+    /// The PostgreSQL wire-protocol server over the lake.
+    pub sql_server: SqlServerConfig,
 }
 
 /// The `[publish]` table: the guards a publication passes before it
@@ -321,6 +325,7 @@ impl Default for Config {
             s3: S3Config::default(),
             serve: ServeConfig::default(),
             notify: NotifyConfig::default(),
+            sql_server: SqlServerConfig::default(),
         }
     }
 }
@@ -420,6 +425,7 @@ impl Config {
         if self.target_partitions == Some(0) {
             problems.push("target_partitions = 0: must be at least 1".to_string());
         }
+        problems.extend(self.sql_server.problems());
         problems
     }
 
@@ -513,7 +519,8 @@ mod tests {
     fn unusable_values_are_named_all_at_once() {
         let config: Config = toml::from_str(
             "memory_limit_mb = 18446744073709551615\nlake_lock_lease_secs = 1\n\
-             max_row_bytes = 10\n[publish]\nmax_shrink = 1.5\n",
+             max_row_bytes = 10\n[publish]\nmax_shrink = 1.5\n\
+             [sql_server]\nmax_connections = 0\ncert_file = \"/etc/c.pem\"\n",
         )
         .unwrap();
         let problems = config.problems().join("\n");
@@ -522,6 +529,8 @@ mod tests {
             "lake_lock_lease_secs = 1",
             "max_row_bytes = 10",
             "publish.max_shrink = 1.5",
+            "sql_server.max_connections = 0",
+            "sql_server.cert_file and sql_server.key_file",
         ] {
             assert!(problems.contains(key), "{problems}");
         }

@@ -132,7 +132,7 @@ impl Credentials {
 
 /// A secret from the environment variable `env` (its value `from_env`),
 /// else from `file` (the setting `key`); `None` when neither is set.
-fn secret(
+pub(crate) fn secret(
     from_env: Option<String>,
     file: Option<&Path>,
     key: &'static str,

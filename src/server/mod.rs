@@ -52,6 +52,7 @@ use crate::orchestrator::dag::RunState;
 use crate::orchestrator::dag::TaskId;
 use crate::orchestrator::history::{HistoryError, RunQuery, RunRecord, TaskRecord};
 use crate::orchestrator::{Orchestrator, OrchestratorError};
+pub(crate) use auth::secret;
 pub use auth::{Credentials, CredentialsError};
 use json::shown;
 

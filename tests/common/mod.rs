@@ -20,6 +20,7 @@ pub mod cluster;
 pub mod s3;
 pub mod server;
 pub mod smtp;
+pub mod sql;
 
 /// The golden fixture's logical date.
 pub const GOLDEN_DATE: &str = "2026-01-10";

@@ -49,6 +49,44 @@ pub fn shelfline(config: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// Starts `command` with its stderr collected (a pipe nobody reads would
+/// block it); returns the child, the first line it printed on stdout that
+/// contains `wanted` (empty if it ended first), the log so far and the
+/// thread collecting it.
+pub fn spawn_logged(
+    mut command: Command,
+    wanted: &str,
+) -> (
+    Child,
+    String,
+    Arc<Mutex<String>>,
+    std::thread::JoinHandle<()>,
+) {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = Arc::new(Mutex::new(String::new()));
+    let mut stderr = child.stderr.take().unwrap();
+    let collected = Arc::clone(&log);
+    let reader = std::thread::spawn(move || {
+        let mut buffer = [0u8; 8192];
+        while let Ok(n @ 1..) = stderr.read(&mut buffer) {
+            collected
+                .lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buffer[..n]));
+        }
+    });
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while stdout.read_line(&mut line).unwrap() > 0 && !line.contains(wanted) {
+        line.clear();
+    }
+    (child, line, log, reader)
+}
+
 /// A running `shelfline serve`, killed on drop. Its stderr is collected
 /// (a pipe nobody reads would block it).
 pub struct Server {
@@ -79,29 +117,11 @@ impl Server {
             .arg(config)
             .arg("serve")
             .args(args)
-            .env_remove("SHELFLINE_API_PASSWORD")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .env_remove("SHELFLINE_API_PASSWORD");
         if let Some(filter) = log_filter {
             command.env("SHELFLINE_LOG", filter);
         }
-        let mut child = command.spawn().unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let mut stderr = child.stderr.take().unwrap();
-        let collected = Arc::clone(&log);
-        let reader = std::thread::spawn(move || {
-            let mut buffer = [0u8; 8192];
-            while let Ok(n @ 1..) = stderr.read(&mut buffer) {
-                collected
-                    .lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buffer[..n]));
-            }
-        });
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let (mut child, line, log, reader) = spawn_logged(command, "http://");
         let Some(url) = line.split_whitespace().find(|w| w.starts_with("http://")) else {
             child.wait().unwrap();
             reader.join().unwrap();
