@@ -27,6 +27,23 @@ async fn golden_lake(change: impl FnOnce(&mut Config)) -> (Workspace, PathBuf) {
     (ws, path)
 }
 
+/// Runs `shelfline --config CONFIG ARGS...`, which must succeed; its
+/// stdout.
+fn shelfline(config: &Path, args: &[&str]) -> Vec<u8> {
+    let output = Command::new(env!("CARGO_BIN_EXE_shelfline"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        text(&output.stderr)
+    );
+    output.stdout
+}
+
 fn expected_csv() -> PathBuf {
     golden_dir().join("expected_weekly_sales_inventory.csv")
 }
@@ -90,23 +107,10 @@ async fn drivers_read_the_golden_fact_exactly() {
 async fn a_generated_lake_over_the_wire_equals_shelfline_query() {
     let ws = Workspace::new();
     let config = write_config(ws.dir.path(), &ws.pipeline.config);
-    let shelfline = |args: &[&str]| {
-        let output = Command::new(env!("CARGO_BIN_EXE_shelfline"))
-            .arg("--config")
-            .arg(&config)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{args:?}: {}",
-            text(&output.stderr)
-        );
-        output.stdout
-    };
-    shelfline(&["datagen", "--sf", "0.01", "--days", "28"]);
-    shelfline(&["run", "--date", "2025-01-28"]);
-    let fact = shelfline(&[
+    let run = |args: &[&str]| shelfline(&config, args);
+    run(&["datagen", "--sf", "0.01", "--days", "28"]);
+    run(&["run", "--date", "2025-01-28"]);
+    let fact = run(&[
         "query",
         "--format",
         "csv",
@@ -401,25 +405,15 @@ async fn statements_across_publications_answer_or_say_to_run_again() {
     // over a good part of a second, so statements overlap a vacuum.
     config.target_partitions = Some(1);
     let config = write_config(ws.dir.path(), &config);
-    let shelfline = {
+    let publish = {
         let config = config.clone();
         move |args: &[&str]| {
-            let output = Command::new(env!("CARGO_BIN_EXE_shelfline"))
-                .arg("--config")
-                .arg(&config)
-                .args(args)
-                .output()
-                .unwrap();
-            assert!(
-                output.status.success(),
-                "{args:?}: {}",
-                text(&output.stderr)
-            );
+            shelfline(&config, args);
         }
     };
     let date = "2025-03-31";
-    shelfline(&["datagen", "--sf", "0.05", "--days", "90"]);
-    shelfline(&["run", "--date", date]);
+    publish(&["datagen", "--sf", "0.05", "--days", "90"]);
+    publish(&["run", "--date", date]);
     let server = SqlServer::start(&config, None, &["--bind", "127.0.0.1:0"]).unwrap();
     let mut session = server.session();
     let sql = "SELECT count(*), sum(w.total_sales_amt), \
@@ -434,7 +428,7 @@ async fn statements_across_publications_answer_or_say_to_run_again() {
         std::thread::spawn(move || {
             for _ in 0..5 {
                 std::thread::sleep(std::time::Duration::from_secs(2));
-                shelfline(&["transform", "--date", date]);
+                publish(&["transform", "--date", date]);
             }
             publishing.store(false, Ordering::SeqCst);
         })

@@ -306,12 +306,9 @@ pub async fn listen(
     bind: &str,
     credentials: &Credentials,
 ) -> Result<(tokio::net::TcpListener, SocketAddr), ServerError> {
-    let unusable = || ServerError::Address(bind.to_string());
-    let address = tokio::net::lookup_host(bind)
+    let address = resolve(bind)
         .await
-        .map_err(|_| unusable())?
-        .next()
-        .ok_or_else(unusable)?;
+        .ok_or_else(|| ServerError::Address(bind.to_string()))?;
     if !address.ip().is_loopback() && credentials.is_empty() {
         return Err(ServerError::Insecure(address));
     }
@@ -322,6 +319,11 @@ pub async fn listen(
         .local_addr()
         .map_err(|source| ServerError::Bind { address, source })?;
     Ok((listener, local))
+}
+
+/// The first address `bind` (`IP:PORT` or `HOST:PORT`) resolves to.
+pub async fn resolve(bind: &str) -> Option<SocketAddr> {
+    tokio::net::lookup_host(bind).await.ok()?.next()
 }
 
 /// Runs `read` on the orchestrator on a blocking thread: a history locked

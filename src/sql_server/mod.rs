@@ -32,7 +32,7 @@ use tokio::sync::Semaphore;
 
 use crate::config::{Config, SqlServerConfig};
 use crate::lake::Lake;
-use crate::server::{CredentialsError, secret};
+use crate::server::{CredentialsError, resolve, secret};
 use login::{Gate, LoginLog, Logins};
 use queries::Queries;
 use sessions::LakeSessions;
@@ -107,12 +107,9 @@ impl SqlServer {
             (Some(cert), Some(key)) => Some(login::tls_acceptor(cert, key)?),
             _ => None,
         };
-        let unusable = || SqlServerError::Address(bind.to_string());
-        let address = tokio::net::lookup_host(bind)
+        let address = resolve(bind)
             .await
-            .map_err(|_| unusable())?
-            .next()
-            .ok_or_else(unusable)?;
+            .ok_or_else(|| SqlServerError::Address(bind.to_string()))?;
         if !address.ip().is_loopback() && password.is_none() {
             return Err(SqlServerError::Insecure(address));
         }

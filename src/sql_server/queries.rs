@@ -53,6 +53,22 @@ impl Queries {
         }
     }
 
+    /// A statement of `client` starts now: its deadline, and the session of
+    /// the versions current at its start.
+    async fn start<C: ClientInfo>(
+        &self,
+        client: &C,
+    ) -> PgWireResult<(Option<Deadline>, Arc<Pinned>)> {
+        let started = Instant::now();
+        let deadline = Deadline::of(client, started, self.limit);
+        let pinned = self
+            .sessions
+            .latest(Some(started))
+            .await
+            .map_err(lake_error)?;
+        Ok((deadline, pinned))
+    }
+
     /// `response`, its rows watched until `deadline`.
     fn watched(&self, response: Response, deadline: Option<Deadline>, pinned: &Pinned) -> Response {
         match response {
@@ -82,13 +98,7 @@ impl SimpleQueryHandler for Queries {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         guard::check_text(query)?;
-        let started = Instant::now();
-        let deadline = Deadline::of(client, started, self.limit);
-        let pinned = self
-            .sessions
-            .latest(Some(started))
-            .await
-            .map_err(lake_error)?;
+        let (deadline, pinned) = self.start(client).await?;
         let responses = within(
             deadline,
             SimpleQueryHandler::do_query(&pinned.service, client, query),
@@ -122,13 +132,7 @@ impl ExtendedQueryHandler for Queries {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let started = Instant::now();
-        let deadline = Deadline::of(client, started, self.limit);
-        let pinned = self
-            .sessions
-            .latest(Some(started))
-            .await
-            .map_err(lake_error)?;
+        let (deadline, pinned) = self.start(client).await?;
         // Planned again on the versions current now: the plan made when the
         // statement was prepared reads the versions of then.
         let stored = &portal.statement;
