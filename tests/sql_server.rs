@@ -6,13 +6,12 @@
 
 mod common;
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::server::write_config;
 use common::sql::{PASSWORD, SqlServer, text};
-use common::{Workspace, golden_date, golden_dir, golden_tables};
+use common::{Workspace, files, golden_date, golden_dir, golden_tables};
 use shelfline::config::Config;
 
 /// A workspace whose lake holds the golden fixture's publication, and its
@@ -123,24 +122,6 @@ async fn a_generated_lake_over_the_wire_equals_shelfline_query() {
     assert!(!said.contains(" 0 rows"), "{said}");
 }
 
-/// Every file under `dir`, with its size.
-fn files(dir: &Path) -> BTreeSet<(PathBuf, u64)> {
-    let mut found = BTreeSet::new();
-    let mut folders = vec![dir.to_path_buf()];
-    while let Some(folder) = folders.pop() {
-        for entry in std::fs::read_dir(folder).unwrap() {
-            let entry = entry.unwrap();
-            let meta = entry.metadata().unwrap();
-            if meta.is_dir() {
-                folders.push(entry.path());
-            } else {
-                found.insert((entry.path(), meta.len()));
-            }
-        }
-    }
-    found
-}
-
 /// Statements that write or change the shared engine are refused with
 /// SQLSTATE 25006 before they run: the lake's versions and files, and the
 /// files around it, are as before. A path is not a table.
@@ -214,12 +195,7 @@ async fn logins_need_the_password_and_failures_are_logged() {
         "{said}"
     );
     server.password = right;
-    let other_user = Command::new("psql")
-        .args(["-X", "-w", "-c", "SELECT 1"])
-        .envs(server.env())
-        .env("PGUSER", "admin")
-        .output()
-        .unwrap();
+    let other_user = server.psql_with(&["-c", "SELECT 1"], &[("PGUSER", "admin")]);
     assert!(!other_user.status.success(), "another user got in");
 
     let log = server.log();
@@ -320,12 +296,10 @@ async fn tls_when_configured() {
     config.sql_server.key_file = Some(key);
     let config = write_config(dir, &config);
     let server = SqlServer::start(&config, Some(PASSWORD), &["--bind", "127.0.0.1:0"]).unwrap();
-    let secure = Command::new("psql")
-        .args(["-X", "-w", "-A", "-t", "-c", "SELECT count(*) FROM store"])
-        .envs(server.env())
-        .env("PGSSLMODE", "require")
-        .output()
-        .unwrap();
+    let secure = server.psql_with(
+        &["-A", "-t", "-c", "SELECT count(*) FROM store"],
+        &[("PGSSLMODE", "require")],
+    );
     assert!(secure.status.success(), "{}", text(&secure.stderr));
     assert_eq!(
         text(&secure.stdout).trim(),

@@ -5,15 +5,14 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use common::{Workspace, golden_date, golden_tables};
+use common::{Workspace, files, golden_date, golden_tables};
 use shelfline::config::Config;
 use shelfline::schema::Table;
 
@@ -44,23 +43,6 @@ fn succeeded(output: &Output) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// Every file under `dir` with its size and modification time.
-fn files(dir: &Path) -> BTreeMap<PathBuf, (u64, SystemTime)> {
-    let mut found = BTreeMap::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(folder) = pending.pop() {
-        for entry in std::fs::read_dir(&folder).unwrap().flatten() {
-            let meta = entry.metadata().unwrap();
-            if meta.is_dir() {
-                pending.push(entry.path());
-            } else {
-                found.insert(entry.path(), (meta.len(), meta.modified().unwrap()));
-            }
-        }
-    }
-    found
 }
 
 /// The versions of the four lake tables.

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use chrono::NaiveDate;
 use datafusion::arrow::record_batch::RecordBatch;
@@ -234,4 +235,21 @@ pub async fn load_golden_into_source(staging: &Workspace, target: &Workspace) {
         }
     }
     loader.commit().unwrap();
+}
+
+/// Every file under `dir` with its size and modification time.
+pub fn files(dir: &Path) -> BTreeMap<PathBuf, (u64, SystemTime)> {
+    let mut found = BTreeMap::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(folder) = pending.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap().flatten() {
+            let meta = entry.metadata().unwrap();
+            if meta.is_dir() {
+                pending.push(entry.path());
+            } else {
+                found.insert(entry.path(), (meta.len(), meta.modified().unwrap()));
+            }
+        }
+    }
+    found
 }

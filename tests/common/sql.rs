@@ -92,11 +92,17 @@ impl SqlServer {
 
     /// `psql` with `args`, no prompt for a password, no startup file.
     pub fn psql(&self, args: &[&str]) -> Output {
+        self.psql_with(args, &[])
+    }
+
+    /// `psql` with `args` and libpq's variables overridden by `env`.
+    pub fn psql_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         Command::new("psql")
             .args(["-X", "-w", "-v", "ON_ERROR_STOP=1"])
             .args(args)
             .env_remove("PGPASSWORD")
             .envs(self.env())
+            .envs(env.iter().copied())
             .output()
             .expect("psql runs (postgresql-client)")
     }
