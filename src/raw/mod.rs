@@ -11,6 +11,7 @@ pub mod csv;
 pub mod facts;
 pub mod manifest;
 pub mod named;
+mod pages;
 pub mod plain;
 pub mod quarantine;
 pub mod reader;
@@ -184,6 +185,13 @@ pub enum RawError {
         group: usize,
         column: &'static str,
         problem: String,
+    },
+    #[error("{file}, row group {group}, column {column}: {problem}")]
+    ParquetPage {
+        file: String,
+        group: usize,
+        column: String,
+        problem: pages::PageError,
     },
     #[error("{file}: the decoder failed ({message}); the file is damaged: extract the date again")]
     Damaged { file: String, message: String },

@@ -412,6 +412,7 @@ impl Scan {
         let mask = ProjectionMask::roots(metadata.parquet_schema(), pass.decoded.iter().copied());
         let groups = metadata.metadata().num_row_groups();
         while let Some((group, turn)) = self.next_row_group(partition, groups) {
+            check_parquet_pages(&name, &metadata, group, &mask, &input)?;
             let mut delivery = Delivery::new(self, partition, turn, tx);
             let reader =
                 ParquetRecordBatchReaderBuilder::new_with_metadata(open()?, metadata.clone())
@@ -767,6 +768,30 @@ fn check_parquet_layout(
                 });
             }
         }
+    }
+    Ok(())
+}
+
+/// Checks the page headers of the columns of row `group` that `mask`
+/// decodes ([`super::pages`]).
+fn check_parquet_pages<T: ChunkReader>(
+    file: &str,
+    metadata: &ArrowReaderMetadata,
+    group: usize,
+    mask: &ProjectionMask,
+    input: &T,
+) -> Result<(), RawError> {
+    let chunks = metadata.metadata().row_group(group).columns().iter();
+    let decoded = chunks
+        .enumerate()
+        .filter(|(leaf, _)| mask.leaf_included(*leaf));
+    for (_, chunk) in decoded {
+        super::pages::check_chunk(input, chunk).map_err(|problem| RawError::ParquetPage {
+            file: file.to_string(),
+            group,
+            column: crate::text::excerpt(chunk.column_path().string().as_bytes(), 60),
+            problem,
+        })?;
     }
     Ok(())
 }
