@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use chrono::NaiveDate;
 use clap::{Args, Parser, Subcommand};
 
+use crate::catalog::ddl::Engine;
 use crate::config::{Config, EngineKind};
 use crate::query::OutputFormat;
 use crate::raw::RawFormat;
@@ -144,6 +145,10 @@ pub enum Command {
     /// Run a Ballista scheduler or executor (the distributed engine).
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Register the lake's tables in another engine's catalog (Athena, Glue,
+    /// Trino, Spark, DuckDB).
+    #[command(subcommand)]
+    Catalog(CatalogCommand),
     /// Write a sample config, or check one.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -171,6 +176,33 @@ pub enum CompletionShell {
     Bash,
     Zsh,
     Fish,
+}
+
+/// `catalog` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CatalogCommand {
+    /// Print the statements that register the lake's tables in an engine,
+    /// to run there.
+    Ddl {
+        #[arg(long, value_enum)]
+        engine: Engine,
+        /// The database (schema) to register them in.
+        #[arg(long, value_name = "NAME", default_value = "shelfline")]
+        database: String,
+        /// Lake URL (overrides `lake`).
+        #[arg(long, value_name = "URL")]
+        lake: Option<String>,
+    },
+    /// Create or update the lake's tables in the AWS Glue Data Catalog, for
+    /// Athena (with `[s3]`'s region and credentials).
+    Sync {
+        /// The Glue database (overrides `catalog.glue_database`).
+        #[arg(long, value_name = "NAME")]
+        glue_database: Option<String>,
+        /// Lake URL, s3://BUCKET/PREFIX (overrides `lake`).
+        #[arg(long, value_name = "URL")]
+        lake: Option<String>,
+    },
 }
 
 /// `config` subcommands.

@@ -666,16 +666,11 @@ impl Lake {
         let fact = self.register_table(ctx, FACT_TABLE, FACT_TABLE).await?;
         let mut versions = Vec::new();
         for table in Table::DIMENSIONS {
-            let snapshots = format!("{}_snapshots", table.name());
+            let snapshots = table.snapshots_name();
             versions.push(Some(
                 self.register_table(ctx, table.name(), &snapshots).await?,
             ));
-            let columns: Vec<&str> = table.columns().iter().map(|c| c.name).collect();
-            let latest = format!(
-                "SELECT {columns} FROM {snapshots} \
-                 WHERE {SNAPSHOT_COLUMN} = (SELECT max({SNAPSHOT_COLUMN}) FROM {snapshots})",
-                columns = columns.join(", ")
-            );
+            let latest = table.latest_snapshot_sql(&snapshots);
             let engine_error = |source| LakeError::Engine {
                 table: table.name().to_string(),
                 source,

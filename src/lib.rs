@@ -14,20 +14,24 @@
 //! - [`transform`]: raw → weekly fact with DataFusion, behind the quality rules;
 //! - [`lake`]: atomic publication as Delta Lake tables;
 //! - [`query`]: SQL over the lake;
-//! - [`sql_server`]: the lake over PostgreSQL's wire protocol, read-only.
+//! - [`sql_server`]: the lake over PostgreSQL's wire protocol, read-only;
+//! - [`catalog`]: the lake's tables registered in Athena, Glue, Trino, Spark
+//!   or DuckDB.
 //!
 //! [`pipeline`] strings the stages together (`run`, `demo`); [`config`] holds
-//! every setting; [`storage`] maps URLs to object stores. [`orchestrator`]
+//! every setting; [`storage`] maps URLs to object stores ([`hmac`] signs). [`orchestrator`]
 //! runs the pipeline as a DAG on schedules, with retries, a sensor, run
 //! history and notifications; [`server`] is its HTTP API.
 
 pub mod batch;
+pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod datagen;
 pub mod demo;
 pub mod engine;
 pub mod extract;
+pub mod hmac;
 pub mod lake;
 pub mod orchestrator;
 pub mod pipeline;

@@ -13,7 +13,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::sync::Arc;
 
 use shelfline::cli::{
-    Cli, ClusterCommand, Command, CompletionShell, ConfigCommand, Locations, LogFormat, RunsCommand,
+    CatalogCommand, Cli, ClusterCommand, Command, CompletionShell, ConfigCommand, Locations,
+    LogFormat, RunsCommand,
 };
 use shelfline::config::Config;
 use shelfline::datagen::DatagenSpec;
@@ -25,8 +26,9 @@ use shelfline::orchestrator::{BackfillDate, Orchestrator, OrchestratorError, loc
 use shelfline::pipeline::{Pipeline, PipelineError};
 use shelfline::server::{self, Credentials};
 use shelfline::sql_server::{self, SqlServer};
+use shelfline::storage::Location;
 use shelfline::text::{MESSAGE_CHARS, clip};
-use shelfline::{demo, query};
+use shelfline::{catalog, demo, query};
 
 /// Writes a line to stderr: a closed stderr is no reason to panic.
 macro_rules! tell {
@@ -323,6 +325,35 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             return see_through(&orchestrator, &run_ids, executor.as_ref(), &mut stdout).await;
         }
         Command::Cluster(command) => cluster(command, &config).await?,
+        Command::Catalog(CatalogCommand::Ddl {
+            engine,
+            database,
+            lake,
+        }) => {
+            let lake = lake_url(lake.as_deref().unwrap_or(&config.lake), &config)?;
+            write!(
+                stdout,
+                "{}",
+                catalog::ddl::statements(engine, &lake, &database)?
+            )?;
+        }
+        Command::Catalog(CatalogCommand::Sync {
+            glue_database,
+            lake,
+        }) => {
+            let lake = lake_url(lake.as_deref().unwrap_or(&config.lake), &config)?;
+            let database = glue_database
+                .or(config.catalog.glue_database.clone())
+                .context(
+                    "name the Glue database: --glue-database NAME, or glue_database in [catalog]",
+                )?;
+            let glue = catalog::glue::Glue::connect(&config).await?;
+            write!(
+                stdout,
+                "{}",
+                catalog::glue::sync(&glue, &lake, &database).await?
+            )?;
+        }
         Command::Config(ConfigCommand::Init { file, force }) => {
             if file.as_os_str() == "-" {
                 write!(stdout, "{}", shelfline::config::SAMPLE)?;
@@ -364,6 +395,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// `shelfline config check`: every problem of `config` at once, or the
 /// settings in effect with the source's password hidden.
+/// The URL of the lake at `text`: an `s3://` URL as it is (registering
+/// needs no access to the bucket), a local folder made absolute.
+fn lake_url(text: &str, config: &Config) -> anyhow::Result<url::Url> {
+    if text.starts_with("s3://") {
+        return Ok(url::Url::parse(text)?);
+    }
+    Ok(Location::parse(text, &config.s3)?.url().clone())
+}
+
 fn check_config(config: Config, stdout: &mut impl Write) -> anyhow::Result<ExitCode> {
     let mut problems = match Pipeline::new(config.clone()) {
         Ok(_) => Vec::new(),

@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
 
+use crate::catalog::glue::{Glue, SyncReport};
+use crate::catalog::{self, CatalogError};
 use crate::config::Config;
 use crate::datagen::{self, DatagenSpec, DatagenSummary};
 use crate::extract::{self, ExtractError, ExtractReport};
@@ -119,7 +121,29 @@ impl Pipeline {
         self.raw.verify().await?;
         self.lake.root().verify().await?;
         let run = format!("shelfline transform (pid {})", std::process::id());
-        Ok(transform::transform(&self.config, &self.raw, &self.lake, date, &run).await?)
+        let report = transform::transform(&self.config, &self.raw, &self.lake, date, &run).await?;
+        self.register_catalog().await;
+        Ok(report)
+    }
+
+    /// Registers the lake in the Glue database that `[catalog]
+    /// glue_database` names, if any, after a publication: `None` when none
+    /// is named. A failure is logged as a warning and returned; the
+    /// publication stands, and the next one registers again.
+    pub async fn register_catalog(&self) -> Option<Result<SyncReport, CatalogError>> {
+        let database = self.config.catalog.glue_database.as_deref()?;
+        let lake = self.lake.root().url();
+        let result = match Glue::connect(&self.config).await {
+            Ok(glue) => catalog::glue::sync(&glue, lake, database).await,
+            Err(e) => Err(e.into()),
+        };
+        match &result {
+            Ok(report) => tracing::info!("registered in Glue: {}", report.to_string().trim_end()),
+            Err(e) => tracing::warn!(
+                "the lake is published, but registering it in Glue failed: {e}; the next publication registers again, or run `shelfline catalog sync`"
+            ),
+        }
+        Some(result)
     }
 
     /// Extract, check, transform.

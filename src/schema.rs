@@ -294,6 +294,23 @@ impl Table {
             .collect();
         format!("CREATE TABLE {} (\n{}\n)", self.name(), columns.join(",\n"))
     }
+
+    /// The name under which a dimension's lake table, every snapshot with
+    /// its [`SNAPSHOT_COLUMN`], is queried: `<table>_snapshots`.
+    pub fn snapshots_name(self) -> String {
+        format!("{}_snapshots", self.name())
+    }
+
+    /// The query of a dimension's latest snapshot, with the contract's
+    /// columns, over the table `snapshots` (every snapshot).
+    pub fn latest_snapshot_sql(self, snapshots: &str) -> String {
+        let columns: Vec<&str> = self.columns().iter().map(|c| c.name).collect();
+        format!(
+            "SELECT {columns} FROM {snapshots} \
+             WHERE {SNAPSHOT_COLUMN} = (SELECT max({SNAPSHOT_COLUMN}) FROM {snapshots})",
+            columns = columns.join(", ")
+        )
+    }
 }
 
 impl fmt::Display for Table {

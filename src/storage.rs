@@ -17,7 +17,7 @@ use std::time::Duration;
 use datafusion::error::DataFusionError;
 use datafusion::execution::object_store::{DefaultObjectStoreRegistry, ObjectStoreRegistry};
 use object_store::ObjectStore;
-use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, S3ConditionalPut};
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, AwsCredential, S3ConditionalPut};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
@@ -404,7 +404,31 @@ fn s3_location(text: &str, s3: &S3Config) -> Result<Location, StorageError> {
             max_retries: s3.max_retries,
             retry_timeout: Duration::from_secs(s3.retry_timeout_secs),
         });
-    builder = match (&s3.access_key_id, s3_secret(s3)?, s3.credentials) {
+    builder = with_credentials(builder, s3, text)?;
+    let bucket_store: Arc<dyn ObjectStore> =
+        Arc::new(builder.build().map_err(|e| invalid(&s3_reason(&e)))?);
+    let bucket_url = Url::parse(&format!("s3://{bucket}/")).map_err(|e| invalid(&e.to_string()))?;
+    let whole_bucket = Location {
+        url: bucket_url.clone(),
+        store: Arc::clone(&bucket_store),
+        base: Some((bucket_store, bucket_url)),
+        endpoint: Some(endpoint),
+    };
+    match prefix.as_str() {
+        "" => Ok(whole_bucket),
+        prefix => whole_bucket.child(prefix),
+    }
+}
+
+/// `builder` with the credentials `[s3]` gives: its static keys (and a
+/// session token from the environment), else AWS's chain when chosen;
+/// `what` names the location or service that needs them.
+fn with_credentials(
+    builder: AmazonS3Builder,
+    s3: &S3Config,
+    what: &str,
+) -> Result<AmazonS3Builder, StorageError> {
+    Ok(match (&s3.access_key_id, s3_secret(s3)?, s3.credentials) {
         (Some(key), Some(secret), _) => {
             let builder = builder
                 .with_access_key_id(key)
@@ -419,23 +443,27 @@ fn s3_location(text: &str, s3: &S3Config) -> Result<Location, StorageError> {
         // which is no place to send a request unless the user opted in.
         (_, _, S3Credentials::Static) => {
             return Err(StorageError::NoCredentials {
-                url: text.to_string(),
+                url: what.to_string(),
             });
         }
+    })
+}
+
+/// The AWS credentials `[s3]` gives, for signing requests to AWS services
+/// other than S3 (`what` names the service in errors).
+pub async fn aws_credential(s3: &S3Config, what: &str) -> Result<Arc<AwsCredential>, StorageError> {
+    let invalid = |reason: String| StorageError::Invalid {
+        url: what.to_string(),
+        reason,
     };
-    let bucket_store: Arc<dyn ObjectStore> =
-        Arc::new(builder.build().map_err(|e| invalid(&s3_reason(&e)))?);
-    let bucket_url = Url::parse(&format!("s3://{bucket}/")).map_err(|e| invalid(&e.to_string()))?;
-    let whole_bucket = Location {
-        url: bucket_url.clone(),
-        store: Arc::clone(&bucket_store),
-        base: Some((bucket_store, bucket_url)),
-        endpoint: Some(endpoint),
-    };
-    match prefix.as_str() {
-        "" => Ok(whole_bucket),
-        prefix => whole_bucket.child(prefix),
-    }
+    let builder = AmazonS3Builder::new()
+        .with_bucket_name("credentials-only")
+        .with_region(&s3.region);
+    let store = with_credentials(builder, s3, what)?
+        .build()
+        .map_err(|e| invalid(s3_reason(&e)))?;
+    let credential = store.credentials().get_credential().await;
+    credential.map_err(|e| invalid(format!("no credentials: {}", s3_reason(&e))))
 }
 
 /// The variables of AWS's credential chain, by the builder setting each

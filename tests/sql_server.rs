@@ -9,22 +9,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::server::write_config;
+use common::server::{golden_lake, write_config};
 use common::sql::{PASSWORD, SqlServer, text};
 use common::{Workspace, files, golden_date, golden_dir, golden_tables};
-use shelfline::config::Config;
-
-/// A workspace whose lake holds the golden fixture's publication, and its
-/// config file (with `change` applied).
-async fn golden_lake(change: impl FnOnce(&mut Config)) -> (Workspace, PathBuf) {
-    let ws = Workspace::new();
-    ws.write_raw(golden_date(), &golden_tables());
-    ws.pipeline.transform(golden_date()).await.unwrap();
-    let mut config = ws.pipeline.config.clone();
-    change(&mut config);
-    let path = write_config(ws.dir.path(), &config);
-    (ws, path)
-}
 
 /// Runs `shelfline --config CONFIG ARGS...`, which must succeed; its
 /// stdout.

@@ -13,8 +13,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::raw::RawFormat;
 
+mod catalog;
 mod notify;
 mod sql_server;
+pub use catalog::{CatalogConfig, is_database_name};
 pub use notify::{EmailConfig, NotifyConfig, SmtpSecurity, WebhookConfig, WebhookFormat};
 pub use sql_server::SqlServerConfig;
 
@@ -115,6 +117,8 @@ pub struct Config {
     pub notify: NotifyConfig,
     /// The PostgreSQL wire-protocol server over the lake.
     pub sql_server: SqlServerConfig,
+    /// The catalog `serve` registers the lake in after each publication.
+    pub catalog: CatalogConfig,
 }
 
 /// The `[publish]` table: the guards a publication passes before it
@@ -326,6 +330,7 @@ impl Default for Config {
             serve: ServeConfig::default(),
             notify: NotifyConfig::default(),
             sql_server: SqlServerConfig::default(),
+            catalog: CatalogConfig::default(),
         }
     }
 }
@@ -426,6 +431,7 @@ impl Config {
             problems.push("target_partitions = 0: must be at least 1".to_string());
         }
         problems.extend(self.sql_server.problems());
+        problems.extend(self.catalog.problems());
         problems
     }
 

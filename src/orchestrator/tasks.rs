@@ -173,15 +173,19 @@ pub async fn run(
             drop(guard);
             *stage.lock().await = Stage::Empty;
             let versions: BTreeMap<String, u64> = report.publish.versions.iter().cloned().collect();
-            Ok((
-                json!({
-                    "rows_written": report.rows_written,
-                    "weeks": report.weeks,
-                    "versions": versions,
-                    "files_vacuumed": report.publish.files_vacuumed,
-                }),
-                Value::Null,
-            ))
+            let mut figures = json!({
+                "rows_written": report.rows_written,
+                "weeks": report.weeks,
+                "versions": versions,
+                "files_vacuumed": report.publish.files_vacuumed,
+            });
+            if let Some(registered) = pipeline.register_catalog().await {
+                figures["glue"] = json!(registered.map_or_else(
+                    |e| format!("failed: {e}"),
+                    |report| report.to_string().trim_end().replace('\n', "; ")
+                ));
+            }
+            Ok((figures, Value::Null))
         }
         TaskId::Notify => notify(orchestrator, run).await,
     }

@@ -33,6 +33,18 @@ pub fn workspace() -> (Workspace, Config) {
     (ws, config)
 }
 
+/// A workspace whose lake holds the golden fixture's publication, and its
+/// config file (with `change` applied).
+pub async fn golden_lake(change: impl FnOnce(&mut Config)) -> (Workspace, PathBuf) {
+    let ws = Workspace::new();
+    ws.write_raw(super::golden_date(), &super::golden_tables());
+    ws.pipeline.transform(super::golden_date()).await.unwrap();
+    let mut config = ws.pipeline.config.clone();
+    change(&mut config);
+    let path = write_config(ws.dir.path(), &config);
+    (ws, path)
+}
+
 pub fn write_config(dir: &Path, config: &Config) -> PathBuf {
     let path = dir.join("shelfline.toml");
     std::fs::write(&path, toml::to_string(config).unwrap()).unwrap();
