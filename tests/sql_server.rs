@@ -204,8 +204,9 @@ async fn logins_need_the_password_and_failures_are_logged() {
 }
 
 /// The statement timeout cancels a long statement with 57014 (the
-/// server's default, and a session's own); one connection past
-/// `max_connections` is refused with 53300 while the others go on.
+/// server's default, and a session's own), and so does the client's cancel
+/// request; one connection past `max_connections` is refused with 53300
+/// while the others go on.
 #[tokio::test]
 async fn statements_time_out_and_connections_are_limited() {
     let (_ws, config) = golden_lake(|config| {
@@ -217,6 +218,7 @@ async fn statements_time_out_and_connections_are_limited() {
     let long = "SELECT count(*) FROM generate_series(1, 10000000000)";
     server.client(&["sqlstate", "57014", long]);
     server.client(&["sqlstate", "57014", "SET statement_timeout = '200ms'", long]);
+    server.client(&["cancel", long]);
 
     let mut first = server.session();
     let mut second = server.session();

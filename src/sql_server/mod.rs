@@ -16,6 +16,7 @@
 //! - **Logins** ([`login`]): SCRAM-SHA-256 with the configured password;
 //!   without a password, loopback addresses only; TLS when configured.
 
+mod cancel;
 mod functions;
 mod guard;
 mod login;
@@ -33,6 +34,7 @@ use tokio::sync::Semaphore;
 use crate::config::{Config, SqlServerConfig};
 use crate::lake::Lake;
 use crate::server::{CredentialsError, resolve, secret};
+use cancel::{CancelSignal, Cancels};
 use login::{Gate, LoginLog, Logins};
 use queries::Queries;
 use sessions::LakeSessions;
@@ -89,6 +91,7 @@ struct Shared {
     logins: Logins,
     tls: Option<pgwire::tokio::TlsAcceptor>,
     connections: Arc<Semaphore>,
+    cancels: Arc<Cancels>,
     settings: SqlServerConfig,
 }
 
@@ -124,6 +127,7 @@ impl SqlServer {
             logins: Logins::new(&settings.username, password.as_deref()),
             tls,
             connections: Arc::new(Semaphore::new(settings.max_connections)),
+            cancels: Arc::default(),
             settings,
         };
         Ok(SqlServer {
@@ -159,13 +163,16 @@ impl SqlServer {
             let shared = Arc::clone(&self.shared);
             tokio::spawn(async move {
                 let permit = Arc::clone(&shared.connections).try_acquire_owned().ok();
-                let connection = Connection {
+                let connection = Arc::new(Connection {
                     over_limit: permit.is_none(),
                     shared: Arc::clone(&shared),
-                };
-                if let Err(error) = process_socket(socket, shared.tls.clone(), connection).await {
+                    cancel: CancelSignal::new(),
+                });
+                let tls = shared.tls.clone();
+                if let Err(error) = process_socket(socket, tls, Arc::clone(&connection)).await {
                     tracing::debug!("SQL server: connection from {peer} ended: {error}");
                 }
+                shared.cancels.forget(&connection.cancel);
                 drop(permit);
             });
         }
@@ -177,6 +184,8 @@ struct Connection {
     shared: Arc<Shared>,
     /// Whether `max_connections` were already served when it came.
     over_limit: bool,
+    /// Its cancel requests.
+    cancel: Arc<CancelSignal>,
 }
 
 impl PgWireServerHandlers for Connection {
@@ -200,6 +209,10 @@ impl PgWireServerHandlers for Connection {
     fn error_handler(&self) -> Arc<impl pgwire::api::ErrorHandler> {
         Arc::new(LoginLog)
     }
+
+    fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
+        Arc::clone(&self.shared.cancels)
+    }
 }
 
 impl Connection {
@@ -208,6 +221,11 @@ impl Connection {
             0 => None,
             secs => Some(std::time::Duration::from_secs(secs)),
         };
-        Queries::new(Arc::clone(&self.shared.sessions), limit)
+        Queries::new(
+            Arc::clone(&self.shared.sessions),
+            limit,
+            Arc::clone(&self.cancel),
+            Arc::clone(&self.shared.cancels),
+        )
     }
 }

@@ -1,7 +1,8 @@
 //! Statements on the wire. Each runs on the lake's latest versions at its
-//! start ([`LakeSessions`]), within the session's statement timeout, and
-//! its rows are watched: a statement whose files a publication removed
-//! while it ran fails with SQLSTATE 40001, saying to run it again.
+//! start ([`LakeSessions`]), within the session's statement timeout and
+//! until a cancel request ([`super::cancel`]), and its rows are watched: a
+//! statement whose files a publication removed while it ran fails with
+//! SQLSTATE 40001, saying to run it again.
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use pgwire::api::{ClientInfo, ClientPortalStore, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 
+use super::cancel::{Cancel, CancelSignal, Cancels, requested};
 use super::guard;
 use super::sessions::{LakeSessions, Pinned};
 use crate::query::QueryError;
@@ -39,10 +41,18 @@ pub(super) struct Queries {
     /// The server's statement timeout (`None`: no limit); a session may
     /// lower it.
     limit: Option<Duration>,
+    /// The connection's cancel requests, and where it is registered.
+    signal: Arc<CancelSignal>,
+    cancels: Arc<Cancels>,
 }
 
 impl Queries {
-    pub(super) fn new(sessions: Arc<LakeSessions>, limit: Option<Duration>) -> Queries {
+    pub(super) fn new(
+        sessions: Arc<LakeSessions>,
+        limit: Option<Duration>,
+        signal: Arc<CancelSignal>,
+        cancels: Arc<Cancels>,
+    ) -> Queries {
         let parser = Arc::new(LakeParser {
             sessions: Arc::clone(&sessions),
         });
@@ -50,33 +60,37 @@ impl Queries {
             sessions,
             parser,
             limit,
+            signal,
+            cancels,
         }
     }
 
-    /// A statement of `client` starts now: its deadline, and the session of
+    /// A statement of `client` starts now: its limits, and the session of
     /// the versions current at its start.
-    async fn start<C: ClientInfo>(
-        &self,
-        client: &C,
-    ) -> PgWireResult<(Option<Deadline>, Arc<Pinned>)> {
+    async fn start<C: ClientInfo>(&self, client: &C) -> PgWireResult<(Limits, Arc<Pinned>)> {
         let started = Instant::now();
-        let deadline = Deadline::of(client, started, self.limit);
+        let limits = Limits {
+            deadline: Deadline::of(client, started, self.limit),
+            cancel: self
+                .signal
+                .statement(&self.cancels, client.pid_and_secret_key()),
+        };
         let pinned = self
             .sessions
             .latest(Some(started))
             .await
             .map_err(lake_error)?;
-        Ok((deadline, pinned))
+        Ok((limits, pinned))
     }
 
-    /// `response`, its rows watched until `deadline`.
-    fn watched(&self, response: Response, deadline: Option<Deadline>, pinned: &Pinned) -> Response {
+    /// `response`, its rows watched within `limits`.
+    fn watched(&self, response: Response, limits: &Limits, pinned: &Pinned) -> Response {
         match response {
             Response::Query(mut query) => {
                 query.data_rows = watch(
                     query.data_rows,
                     Watch {
-                        deadline,
+                        limits: limits.clone(),
                         sessions: Arc::clone(&self.sessions),
                         versions: pinned.versions.clone(),
                     },
@@ -98,15 +112,15 @@ impl SimpleQueryHandler for Queries {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         guard::check_text(query)?;
-        let (deadline, pinned) = self.start(client).await?;
+        let (limits, pinned) = self.start(client).await?;
         let responses = within(
-            deadline,
+            &limits,
             SimpleQueryHandler::do_query(&pinned.service, client, query),
         )
         .await?;
         Ok(responses
             .into_iter()
-            .map(|response| self.watched(response, deadline, &pinned))
+            .map(|response| self.watched(response, &limits, &pinned))
             .collect())
     }
 }
@@ -132,7 +146,7 @@ impl ExtendedQueryHandler for Queries {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let (deadline, pinned) = self.start(client).await?;
+        let (limits, pinned) = self.start(client).await?;
         // Planned again on the versions current now: the plan made when the
         // statement was prepared reads the versions of then.
         let stored = &portal.statement;
@@ -155,11 +169,11 @@ impl ExtendedQueryHandler for Queries {
         current.result_column_format = portal.result_column_format.clone();
         current.state = portal.state();
         let response = within(
-            deadline,
+            &limits,
             ExtendedQueryHandler::do_query(&pinned.service, client, &current, max_rows),
         )
         .await?;
-        Ok(self.watched(response, deadline, &pinned))
+        Ok(self.watched(response, &limits, &pinned))
     }
 }
 
@@ -249,39 +263,68 @@ impl Deadline {
     }
 }
 
-/// `work`, cut off at `deadline`.
-async fn within<T>(
+/// What ends a statement early: its deadline, a cancel request.
+#[derive(Clone)]
+struct Limits {
     deadline: Option<Deadline>,
+    cancel: Cancel,
+}
+
+/// `work`, cut off at the deadline of `limits` or by a cancel request.
+async fn within<T>(
+    limits: &Limits,
     work: impl Future<Output = PgWireResult<T>>,
 ) -> PgWireResult<T> {
-    match deadline {
-        Some(deadline) => tokio::time::timeout_at(deadline.at.into(), work)
-            .await
-            .map_err(|_| deadline.passed())?,
-        None => work.await,
+    let timed = async {
+        match limits.deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline.at.into(), work)
+                .await
+                .map_err(|_| deadline.passed())?,
+            None => work.await,
+        }
+    };
+    let mut cancel = limits.cancel.clone();
+    tokio::select! {
+        result = timed => result,
+        () = requested(&mut cancel) => Err(cancelled()),
     }
+}
+
+/// PostgreSQL's answer to a cancel request.
+fn cancelled() -> PgWireError {
+    user_error(
+        "57014",
+        "canceling statement due to user request".to_string(),
+    )
 }
 
 /// What watching a statement's rows needs.
 struct Watch {
-    deadline: Option<Deadline>,
+    limits: Limits,
     sessions: Arc<LakeSessions>,
     /// The versions the statement reads.
     versions: Vec<Option<u64>>,
 }
 
-/// `rows`, ended by an error when the deadline passes; an error reading a
-/// file that a publication removed meanwhile becomes SQLSTATE 40001.
+/// `rows`, ended by an error when the deadline passes or a cancel request
+/// comes; an error reading a file that a publication removed meanwhile
+/// becomes SQLSTATE 40001.
 fn watch(rows: SendableRowStream, watch: Watch) -> SendableRowStream {
     Box::pin(futures::stream::unfold(
         Some((rows, watch)),
         |state| async move {
-            let (mut rows, watch) = state?;
-            let next = match watch.deadline {
-                Some(deadline) => tokio::time::timeout_at(deadline.at.into(), rows.next())
-                    .await
-                    .unwrap_or_else(|_| Some(Err(deadline.passed()))),
-                None => rows.next().await,
+            let (mut rows, mut watch) = state?;
+            let row = async {
+                match watch.limits.deadline {
+                    Some(deadline) => tokio::time::timeout_at(deadline.at.into(), rows.next())
+                        .await
+                        .unwrap_or_else(|_| Some(Err(deadline.passed()))),
+                    None => rows.next().await,
+                }
+            };
+            let next = tokio::select! {
+                next = row => next,
+                () = requested(&mut watch.limits.cancel) => Some(Err(cancelled())),
             };
             match next {
                 None => None,

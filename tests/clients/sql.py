@@ -8,6 +8,7 @@ variables (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE, PGSSLMODE).
     python sql.py concurrent N           N clients at once get the same answer
     python sql.py refused SQL...         each statement fails with SQLSTATE 25006
     python sql.py sqlstate CODE SQL...   the statements, in one session, end with CODE
+    python sql.py cancel SQL             the statement, cancelled by the client, fails with 57014
     python sql.py session                one statement per stdin line; per line out, the
                                          rows (columns joined by " ") joined by "|", or
                                          ERROR SQLSTATE
@@ -20,6 +21,7 @@ import datetime
 import os
 import sys
 import threading
+import time
 from decimal import Decimal
 
 import psycopg
@@ -161,6 +163,27 @@ def sqlstate(code, statements):
     raise AssertionError(f"{statements[-1]!r} ran; expected SQLSTATE {code}")
 
 
+def cancel(sql):
+    """`sql` runs until the client cancels it 0.3 s later (a cancel
+    request on its own connection, as psql's Ctrl-C sends): it fails with
+    SQLSTATE 57014 soon after, and the connection goes on."""
+    with connect() as conn:
+        started = time.monotonic()
+        timer = threading.Timer(0.3, conn.cancel_safe)
+        timer.start()
+        try:
+            conn.execute(sql).fetchall()
+            raise AssertionError(f"{sql!r} ran to the end; expected it cancelled")
+        except psycopg.errors.QueryCanceled as e:
+            elapsed = time.monotonic() - started
+            assert "user request" in str(e), str(e)
+            assert elapsed < 10, f"cancelled after {elapsed:.1f} s"
+        finally:
+            timer.cancel()
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+        print(f"57014: cancelled after {elapsed:.1f} s; the connection goes on")
+
+
 def session():
     with connect() as conn, conn.cursor() as cur:
         for line in sys.stdin:
@@ -188,5 +211,7 @@ elif command == "sqlstate":
     sqlstate(args[0], args[1:])
 elif command == "session":
     session()
+elif command == "cancel":
+    cancel(args[0])
 else:
     raise SystemExit(f"unknown command {command}")
