@@ -29,6 +29,9 @@ mod guard;
 mod latest_snapshot;
 mod lock;
 
+/// Rows per Parquet data page in the lake's files.
+const PAGE_ROWS: usize = 2048;
+
 use object_store::ObjectStoreExt as _;
 use std::sync::{Arc, Once};
 use std::time::Duration;
@@ -566,8 +569,12 @@ impl Lake {
         commit.lock.ensure_held().await?;
         let url = self.table_url(name)?;
         let (state, plan) = frame.into_parts();
+        // Pages of at most PAGE_ROWS rows, so that the page index lets a
+        // reader skip most of a week's file when it looks for a few stores
+        // or products (the rows are in key order).
         let properties = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::default()))
+            .set_data_page_row_count_limit(PAGE_ROWS)
             .build();
         let mut builder = table
             .write(Vec::new())
