@@ -71,6 +71,10 @@ async fn psql_lists_describes_and_joins_the_lake() {
         "SELECT count(*) FROM weekly_sales_inventory w JOIN store s ON s.store_key = w.store_key",
     );
     assert_eq!(joined, rows.to_string());
+    // Column reflection answers subqueries of pg_sequence as NULL because
+    // the server serves it empty (src/sql_server/catalog_queries.rs).
+    let sequences = server.psql_value("SELECT count(*) FROM pg_catalog.pg_sequence");
+    assert_eq!(sequences, "0");
 }
 
 /// psycopg 3 with a password (SCRAM-SHA-256): the whole golden fact, in
@@ -84,7 +88,7 @@ async fn drivers_read_the_golden_fact_exactly() {
     let expected = expected_csv().display().to_string();
     server.client(&["fact", &expected]);
     server.client(&["params"]);
-    server.client(&["inspect"]);
+    server.client(&["inspect", &expected]);
     server.client(&["concurrent", "32"]);
 }
 

@@ -17,6 +17,7 @@
 //!   without a password, loopback addresses only; TLS when configured.
 
 mod cancel;
+mod catalog_queries;
 mod functions;
 mod guard;
 mod login;

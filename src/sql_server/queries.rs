@@ -22,8 +22,8 @@ use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 
 use super::cancel::{Cancel, CancelSignal, Cancels, requested};
-use super::guard;
 use super::sessions::{LakeSessions, Pinned};
+use super::{catalog_queries, guard};
 use crate::query::QueryError;
 
 /// Where `datafusion-postgres` keeps the session's statement timeout in
@@ -112,10 +112,11 @@ impl SimpleQueryHandler for Queries {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         guard::check_text(query)?;
+        let query = catalog_queries::rewritten(query).unwrap_or_else(|| query.to_string());
         let (limits, pinned) = self.start(client).await?;
         let responses = within(
             &limits,
-            SimpleQueryHandler::do_query(&pinned.service, client, query),
+            SimpleQueryHandler::do_query(&pinned.service, client, &query),
         )
         .await?;
         Ok(responses
@@ -197,11 +198,12 @@ impl QueryParser for LakeParser {
         C: ClientInfo + Unpin + Send + Sync,
     {
         guard::check_text(sql)?;
+        let sql = catalog_queries::rewritten(sql).unwrap_or_else(|| sql.to_string());
         // Any recent session will do: execution plans the statement again
         // on the versions current then.
         let pinned = self.sessions.latest(None).await.map_err(lake_error)?;
         let parser = ExtendedQueryHandler::query_parser(&pinned.service);
-        parser.parse_sql(client, sql, types).await
+        parser.parse_sql(client, &sql, types).await
     }
 
     fn get_parameter_types(&self, statement: &DfStatement) -> PgWireResult<Vec<Type>> {

@@ -102,6 +102,9 @@ impl LakeSessions {
             .clone();
         setup_pg_catalog(&ctx, &catalog, EmptyContextProvider).map_err(|e| QueryError::Sql(*e))?;
         ctx.register_udf(functions::version());
+        ctx.register_udf(functions::pg_get_serial_sequence());
+        ctx.register_udf(functions::pg_collation_is_visible());
+        ctx.register_udf(functions::JsonBuildObject::udf());
         ctx.register_udf(functions::to_regtype(&ctx).await?);
         tracing::info!("SQL server: serving the lake's versions {versions:?}");
         let hooks: Vec<Arc<dyn QueryHook>> = vec![

@@ -4,7 +4,8 @@ variables (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE, PGSSLMODE).
 
     python sql.py fact EXPECTED_CSV      the whole fact equals the CSV, text and binary
     python sql.py params                 server-side parameters and prepared statements
-    python sql.py inspect                SQLAlchemy's inspect() lists the tables
+    python sql.py inspect EXPECTED_CSV   SQLAlchemy's inspect() lists the tables and the
+                                         fact's columns (the CSV's header) with their types
     python sql.py concurrent N           N clients at once get the same answer
     python sql.py refused SQL...         each statement fails with SQLSTATE 25006
     python sql.py sqlstate CODE SQL...   the statements, in one session, end with CODE
@@ -102,7 +103,7 @@ def params():
     print(f"params: {want}")
 
 
-def inspect():
+def inspect(expected_csv):
     from sqlalchemy import create_engine
     from sqlalchemy import inspect as sql_inspect
 
@@ -116,7 +117,20 @@ def inspect():
     tables = set(inspector.get_table_names())
     for table in ("weekly_sales_inventory", "store", "product", "calendar"):
         assert table in tables, f"{table} not in {sorted(tables)}"
-    print(f"inspect: {sorted(tables)}")
+    # Every column in the contract's order, with the type its kind maps to.
+    kinds = {"INTEGER": "int", "NUMERIC": "decimal", "DOUBLE_PRECISION": "float",
+             "DATE": "date", "TEXT": "text"}
+    fact = inspector.get_columns("weekly_sales_inventory")
+    got = [(c["name"], kinds.get(type(c["type"]).__name__, repr(c["type"]))) for c in fact]
+    with open(expected_csv, newline="") as expected:
+        header = next(csv.reader(expected))
+    assert [name for name, _ in got] == header, f"columns {got} against {header}"
+    for name, kind in [("yr_num", "int"), ("total_sales_amt", "decimal"),
+                       ("weeks_of_supply", "float"), ("eow_date", "date")]:
+        assert (name, kind) in got, f"{name} is not {kind} in {got}"
+    store = {c["name"]: type(c["type"]).__name__ for c in inspector.get_columns("store")}
+    assert store["store_key"] == "INTEGER" and store["store_desc"] == "TEXT", store
+    print(f"inspect: {sorted(tables)}; {len(fact)} fact columns")
 
 
 def concurrent(n):
@@ -201,7 +215,7 @@ if command == "fact":
 elif command == "params":
     params()
 elif command == "inspect":
-    inspect()
+    inspect(args[0])
 elif command == "concurrent":
     concurrent(int(args[0]))
 elif command == "refused":
