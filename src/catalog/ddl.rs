@@ -46,6 +46,15 @@ pub fn statements(engine: Engine, lake: &Url, database: &str) -> Result<String, 
             lake: lake.to_string(),
         });
     }
+    if lake
+        .as_str()
+        .chars()
+        .any(|c| matches!(c, '\'' | '\\' | ';') || c.is_control())
+    {
+        return Err(CatalogError::UnsafeLocation {
+            lake: crate::text::excerpt(lake.as_str().as_bytes(), 80),
+        });
+    }
     if engine == Engine::Athena && lake.scheme() != "s3" {
         return Err(CatalogError::NotOnS3 {
             engine: engine.name(),
@@ -196,16 +205,28 @@ mod tests {
 
     #[test]
     fn duckdb_reads_local_paths_and_s3_with_httpfs() {
-        let local = Url::parse("file:///srv/it's%20lake/").unwrap();
+        let local = Url::parse("file:///srv/retail%20lake/").unwrap();
         let ddl = statements(Engine::Duckdb, &local, "retail").unwrap();
         assert_has(
             &ddl,
-            "CREATE OR REPLACE VIEW retail.store_snapshots AS SELECT * FROM delta_scan('/srv/it''s lake/store');",
+            "CREATE OR REPLACE VIEW retail.store_snapshots AS SELECT * FROM delta_scan('/srv/retail lake/store');",
         );
         assert!(!ddl.contains("httpfs"), "{ddl}");
         let ddl = statements(Engine::Duckdb, &s3(), "retail").unwrap();
         assert_has(&ddl, "delta_scan('s3://retail-lake/prod/store/')");
         assert_has(&ddl, "LOAD httpfs;");
+    }
+
+    #[test]
+    fn a_lake_url_that_could_end_a_string_literal_is_refused() {
+        for url in ["s3://b/a\\';DROP/**/TABLE/**/x;--", "s3://b/it's"] {
+            let lake = Url::parse(url).unwrap();
+            let error = statements(Engine::Spark, &lake, "retail").unwrap_err();
+            assert!(
+                matches!(error, CatalogError::UnsafeLocation { .. }),
+                "{url}: {error}"
+            );
+        }
     }
 
     #[test]

@@ -99,6 +99,11 @@ impl Glue {
             reason: reason.to_string(),
         };
         let endpoint = Url::parse(&text).map_err(|e| endpoint_error(&e.to_string()))?;
+        if endpoint.query().is_some() || endpoint.fragment().is_some() {
+            return Err(endpoint_error(
+                "a query string has no place in it: give the API's base URL",
+            ));
+        }
         if endpoint.scheme() == "http" && !s3.allow_http {
             return Err(endpoint_error(
                 "plain http: set allow_http = true in [s3] if the network is trusted, or use https",
@@ -360,8 +365,8 @@ impl SignedRequest<'_> {
     }
 }
 
-/// What Signature Version 4 signs of a request: its headers sorted by
-/// lowercase name, each signed.
+/// What Signature Version 4 signs of a request: every header given is
+/// signed (sorted by lowercase name, values trimmed).
 struct Signing<'a> {
     method: &'a str,
     path: &'a str,
@@ -379,12 +384,20 @@ fn signature_v4(
     service: &str,
     now: DateTime<Utc>,
 ) -> String {
-    let names: Vec<&str> = request.headers.iter().map(|(name, _)| *name).collect();
-    let signed_headers = names.join(";");
-    let canonical_headers: String = request
+    let mut headers: Vec<(String, String)> = request
         .headers
         .iter()
-        .map(|(name, value)| format!("{name}:{}\n", value.trim()))
+        .map(|(name, value)| {
+            let words: Vec<&str> = value.split_whitespace().collect();
+            (name.to_ascii_lowercase(), words.join(" "))
+        })
+        .collect();
+    headers.sort();
+    let names: Vec<&str> = headers.iter().map(|(name, _)| name.as_str()).collect();
+    let signed_headers = names.join(";");
+    let canonical_headers: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}:{value}\n"))
         .collect();
     let canonical = format!(
         "{}\n{}\n{}\n{canonical_headers}\n{signed_headers}\n{}",
@@ -462,6 +475,22 @@ mod tests {
              SignedHeaders=content-type;host;x-amz-date, \
              Signature=5d672d79c15b13162d9279b0855cfba6789a8edb4c82c400e06b5924a6f2b5d7"
         );
+        // The same headers in another order, one with runs of spaces.
+        let mut shuffled = headers.clone();
+        shuffled.reverse();
+        shuffled[2].1 = "application/x-www-form-urlencoded;   charset=utf-8".to_string();
+        let request = Signing {
+            headers: &shuffled,
+            ..request
+        };
+        let again = signature_v4(
+            &request,
+            &example_credential(None),
+            "us-east-1",
+            "iam",
+            example_time(),
+        );
+        assert_eq!(again, authorization);
     }
 
     #[test]

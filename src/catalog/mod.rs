@@ -26,6 +26,10 @@ pub enum CatalogError {
     )]
     NotShared { lake: String },
     #[error(
+        "the lake URL {lake} holds a quote, a backslash, a semicolon or a control character, which the statements cannot carry safely: use a plain URL"
+    )]
+    UnsafeLocation { lake: String },
+    #[error(
         "database name {name:?}: use lowercase letters, digits and underscores, starting with a letter"
     )]
     DatabaseName { name: String },

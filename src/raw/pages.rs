@@ -114,9 +114,9 @@ fn check_inflation<T: ChunkReader>(
     let data = input
         .get_bytes(data_start, length)
         .map_err(|e| PageError::Header(io::Error::other(e)))?;
-    let levels = usize::try_from(header.uncompressed_levels).unwrap_or(usize::MAX);
-    let Some(compressed) = data.get(levels..) else {
-        return Ok(());
+    let levels = usize::try_from(header.uncompressed_levels).ok();
+    let Some(compressed) = levels.and_then(|levels| data.get(levels..)) else {
+        return Err(PageError::Header(damaged("level bytes beyond the page")));
     };
     let limit = u64::try_from(header.uncompressed).unwrap_or(0) + 1;
     let produced = io::copy(&mut decoder(compressed).take(limit), &mut io::sink());
@@ -170,30 +170,58 @@ impl<R: Read> Compact<R> {
     }
 
     /// A `PageHeader`: 1 type, 2 uncompressed size, 3 compressed size,
-    /// 8 the version 2 data page header.
+    /// 8 the version 2 data page header. Read as the decoder reads it: a
+    /// field by its id alone, the last copy of a repeated field winning;
+    /// but a value of the wrong type or outside an i32, which the decoder
+    /// would truncate, is damage.
     fn page_header(&mut self) -> io::Result<PageHeader> {
         let mut header = PageHeader {
             compressed_data: true,
             ..PageHeader::default()
         };
+        let (mut definition, mut repetition) = (0i64, 0i64);
         self.fields(0, &mut |thrift, id, kind| {
-            match (id, kind) {
-                (1, kind::I32) => header.kind = thrift.int()? as i32,
-                (2, kind::I32) => header.uncompressed = thrift.int()?,
-                (3, kind::I32) => header.compressed = thrift.int()?,
-                (8, kind::STRUCT) => thrift.fields(1, &mut |thrift, id, kind| {
-                    match (id, kind) {
-                        (5 | 6, kind::I32) => header.uncompressed_levels += thrift.int()?,
-                        (7, kind::FALSE) => header.compressed_data = false,
-                        _ => thrift.skip(kind, 1)?,
+            match id {
+                1 => header.kind = thrift.i32_field(kind)?,
+                2 => header.uncompressed = i64::from(thrift.i32_field(kind)?),
+                3 => header.compressed = i64::from(thrift.i32_field(kind)?),
+                8 => {
+                    if kind != kind::STRUCT {
+                        return Err(damaged("a field of the wrong type"));
                     }
-                    Ok(())
-                })?,
+                    thrift.fields(1, &mut |thrift, id, kind| {
+                        match id {
+                            5 => definition = i64::from(thrift.i32_field(kind)?),
+                            6 => repetition = i64::from(thrift.i32_field(kind)?),
+                            7 => header.compressed_data = thrift.bool_field(kind)?,
+                            _ => thrift.skip(kind, 1)?,
+                        }
+                        Ok(())
+                    })?
+                }
                 _ => thrift.skip(kind, 0)?,
             }
             Ok(())
         })?;
+        header.uncompressed_levels = definition + repetition;
         Ok(header)
+    }
+
+    /// An i32 field's value; another type is damage.
+    fn i32_field(&mut self, kind: u8) -> io::Result<i32> {
+        if kind != kind::I32 {
+            return Err(damaged("a field of the wrong type"));
+        }
+        i32::try_from(self.int()?).map_err(|_| damaged("an i32 field out of range"))
+    }
+
+    /// A boolean field's value, which its type carries.
+    fn bool_field(&mut self, kind: u8) -> io::Result<bool> {
+        match kind {
+            kind::TRUE => Ok(true),
+            kind::FALSE => Ok(false),
+            _ => Err(damaged("a field of the wrong type")),
+        }
     }
 
     /// Reads a structure's fields up to its stop byte, passing each field's
@@ -235,6 +263,9 @@ impl<R: Read> Compact<R> {
     /// Skips a value of `kind` inside a list, set or map, where a boolean
     /// takes a byte.
     fn skip_element(&mut self, kind: u8, depth: u32) -> io::Result<()> {
+        if depth > MAX_DEPTH {
+            return Err(damaged("nested too deeply"));
+        }
         match kind {
             kind::TRUE | kind::FALSE | kind::BYTE => self.byte().map(drop),
             kind::I16 | kind::I32 | kind::I64 => self.varint().map(drop),
@@ -472,6 +503,32 @@ mod tests {
     }
 
     #[test]
+    fn sizes_the_decoder_would_read_otherwise_are_refused() {
+        // The uncompressed size again as an i64 (the decoder matches fields
+        // by id and would truncate it to an i32).
+        let as_i64 = [0x06, 0x04, 0xfe, 0xff, 0xff, 0xff, 0x0f];
+        let (file, chunk) = only_chunk(&header(0, 10, 0, &as_i64), Compression::SNAPPY);
+        let error = check_chunk(&file, &chunk).unwrap_err();
+        assert!(error.to_string().contains("wrong type"), "{error}");
+        // Version 2 level bytes beyond the page.
+        let bomb = gzip(&[0u8; 1024]);
+        let v2 = [0x5c, 0x55, 0x90, 0x03, 0x00];
+        let mut body = header(3, 100, bomb.len() as i32, &v2);
+        body.extend_from_slice(&bomb);
+        let (file, chunk) = only_chunk(&body, Compression::GZIP(GzipLevel::default()));
+        let error = check_chunk(&file, &chunk).unwrap_err();
+        assert!(error.to_string().contains("beyond the page"), "{error}");
+        // A later copy of is_compressed wins, as in the decoder.
+        let bomb = gzip(&vec![0u8; 1 << 20]);
+        let v2 = [0x5c, 0x55, 0x00, 0x15, 0x00, 0x12, 0x01, 0x0e, 0x00];
+        let mut body = header(3, 100, bomb.len() as i32, &v2);
+        body.extend_from_slice(&bomb);
+        let (file, chunk) = only_chunk(&body, Compression::GZIP(GzipLevel::default()));
+        let error = check_chunk(&file, &chunk).unwrap_err();
+        assert!(matches!(error, PageError::Inflates { .. }), "{error}");
+    }
+
+    #[test]
     fn pages_outside_their_chunk_or_damaged_headers_are_refused() {
         let body = header(0, 10, 1000, &[]);
         let (file, chunk) = only_chunk(&body, Compression::UNCOMPRESSED);
@@ -483,6 +540,11 @@ mod tests {
         let (file, chunk) = only_chunk(&header(0, 10, 0, &list), Compression::UNCOMPRESSED);
         let error = check_chunk(&file, &chunk).unwrap_err();
         assert!(matches!(error, PageError::Header(_)), "{error}");
+        // Lists of lists, a byte a level, fail before the stack runs out.
+        let lists = [0x19; 20_000];
+        let (file, chunk) = only_chunk(&header(0, 10, 0, &lists), Compression::UNCOMPRESSED);
+        let error = check_chunk(&file, &chunk).unwrap_err();
+        assert!(error.to_string().contains("nested too deeply"), "{error}");
         let deep = [0x1c; 40];
         let (file, chunk) = only_chunk(&header(0, 10, 0, &deep), Compression::UNCOMPRESSED);
         let error = check_chunk(&file, &chunk).unwrap_err();

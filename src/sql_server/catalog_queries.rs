@@ -40,16 +40,12 @@ pub(super) fn rewritten(sql: &str) -> Option<String> {
         return None;
     }
     let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?;
-    let mut changed = false;
-    for statement in &mut statements {
-        if reads_only_the_catalog(statement) {
-            changed |= rewrite_subqueries(statement);
-        }
-    }
-    changed.then(|| {
-        let texts: Vec<String> = statements.iter().map(ToString::to_string).collect();
-        texts.join("; ")
-    })
+    // One statement only, so that no other is ever printed anew.
+    let [statement] = statements.as_mut_slice() else {
+        return None;
+    };
+    (reads_only_the_catalog(statement) && rewrite_subqueries(statement))
+        .then(|| statement.to_string())
 }
 
 /// Whether every relation `statement` names is a catalog table.
@@ -103,14 +99,13 @@ fn rewrite_subquery(query: &mut Query) -> Option<Expr> {
         SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } => expr,
         _ => return None,
     };
-    let aggregated = !ungrouped || is_aggregate(value);
-    if !aggregated {
-        *value = parse_expr(&format!("max({value})"))?;
-    }
-    let outer = take_outer_conditions(select);
-    if aggregated && outer.is_empty() {
+    // An aggregate answers even over no rows (count: 0), so neither it
+    // nor its conditions change.
+    if !ungrouped || is_aggregate(value) {
         return None;
     }
+    *value = parse_expr(&format!("max({value})"))?;
+    let outer = take_outer_conditions(select);
     let subquery = Expr::Subquery(Box::new(query.clone()));
     match outer.is_empty() {
         true => Some(subquery),
@@ -304,6 +299,14 @@ mod tests {
 
     #[test]
     fn other_statements_are_left_alone() {
+        // An aggregate with a condition on the outer row: count gives 0, not NULL.
+        let counted_where = "SELECT (SELECT count(*) FROM pg_catalog.pg_attrdef d \
+                             WHERE a.atthasdef AND d.adrelid = a.attrelid) FROM pg_catalog.pg_attribute a";
+        assert_eq!(rewritten(counted_where), None);
+        // Several statements: none is printed anew.
+        let batch = "SELECT (SELECT t.typname FROM pg_catalog.pg_type t WHERE t.oid = a.atttypid) \
+                     FROM pg_catalog.pg_attribute a; SELECT 1";
+        assert_eq!(rewritten(batch), None);
         let counted = "SELECT (SELECT count(*) FROM pg_catalog.pg_type t WHERE t.oid = a.atttypid) \
                        FROM pg_catalog.pg_attribute a";
         assert_eq!(rewritten(counted), None);

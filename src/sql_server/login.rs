@@ -16,7 +16,9 @@ use pgwire::api::auth::sasl::scram::{
 use pgwire::api::auth::{
     AuthSource, DefaultServerParameterProvider, LoginInfo, Password, StartupHandler,
 };
-use pgwire::api::{ClientInfo, ErrorHandler, METADATA_USER};
+use pgwire::api::{
+    ClientInfo, ErrorHandler, METADATA_USER, PidSecretKeyGenerator, RandomPidSecretKeyGenerator,
+};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 
@@ -29,6 +31,9 @@ pub(super) struct Logins {
     /// The configured user's password as SCRAM keeps it; `None`: no
     /// password (loopback clients only, any user).
     scram: Option<Arc<ScramSecret>>,
+    /// The connections' process ids and cancel secrets: one generator for
+    /// the server, so that each connection gets its own process id.
+    keys: Arc<RandomPidSecretKeyGenerator>,
 }
 
 impl Logins {
@@ -44,7 +49,10 @@ impl Logins {
                 decoy,
             })
         });
-        Logins { scram }
+        Logins {
+            scram,
+            keys: Arc::default(),
+        }
     }
 
     pub(super) fn has_password(&self) -> bool {
@@ -108,8 +116,11 @@ impl Gate {
             Some(secret) => {
                 let source: Arc<dyn AuthSource> = Arc::clone(secret) as _;
                 let parameters = Arc::new(DefaultServerParameterProvider::default());
+                let keys: Arc<dyn PidSecretKeyGenerator> = Arc::clone(&logins.keys) as _;
                 Login::Scram(
-                    SASLAuthStartupHandler::new(parameters).with_scram(ScramAuth::new(source)),
+                    SASLAuthStartupHandler::new(parameters)
+                        .with_scram(ScramAuth::new(source))
+                        .with_pid_secret_key_generator(keys),
                 )
             }
             None => Login::Trust(Trust),

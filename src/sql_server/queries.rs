@@ -111,8 +111,8 @@ impl SimpleQueryHandler for Queries {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        guard::check_text(query)?;
         let query = catalog_queries::rewritten(query).unwrap_or_else(|| query.to_string());
+        guard::check_text(&query)?;
         let (limits, pinned) = self.start(client).await?;
         let responses = within(
             &limits,
@@ -148,32 +148,32 @@ impl ExtendedQueryHandler for Queries {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let (limits, pinned) = self.start(client).await?;
-        // Planned again on the versions current now: the plan made when the
-        // statement was prepared reads the versions of then.
-        let stored = &portal.statement;
-        let parser = ExtendedQueryHandler::query_parser(&pinned.service);
-        let Some(statement) = parser
-            .parse_sql(client, &stored.statement.0, &stored.parameter_types)
-            .await?
-        else {
-            return Ok(Response::EmptyQuery);
+        // Planned again on the versions current now (the plan made when the
+        // statement was prepared reads the versions of then), within the
+        // statement's limits.
+        let work = async {
+            let stored = &portal.statement;
+            let parser = ExtendedQueryHandler::query_parser(&pinned.service);
+            let Some(statement) = parser
+                .parse_sql(&*client, &stored.statement.0, &stored.parameter_types)
+                .await?
+            else {
+                return Ok(Response::EmptyQuery);
+            };
+            let mut current = Portal::default();
+            current.name.clone_from(&portal.name);
+            current.statement = Arc::new(StoredStatement::new(
+                stored.id.clone(),
+                statement,
+                stored.parameter_types.clone(),
+            ));
+            current.parameter_format = portal.parameter_format.clone();
+            current.parameters.clone_from(&portal.parameters);
+            current.result_column_format = portal.result_column_format.clone();
+            current.state = portal.state();
+            ExtendedQueryHandler::do_query(&pinned.service, client, &current, max_rows).await
         };
-        let mut current = Portal::default();
-        current.name.clone_from(&portal.name);
-        current.statement = Arc::new(StoredStatement::new(
-            stored.id.clone(),
-            statement,
-            stored.parameter_types.clone(),
-        ));
-        current.parameter_format = portal.parameter_format.clone();
-        current.parameters.clone_from(&portal.parameters);
-        current.result_column_format = portal.result_column_format.clone();
-        current.state = portal.state();
-        let response = within(
-            &limits,
-            ExtendedQueryHandler::do_query(&pinned.service, client, &current, max_rows),
-        )
-        .await?;
+        let response = within(&limits, work).await?;
         Ok(self.watched(response, &limits, &pinned))
     }
 }
@@ -197,8 +197,8 @@ impl QueryParser for LakeParser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
-        guard::check_text(sql)?;
         let sql = catalog_queries::rewritten(sql).unwrap_or_else(|| sql.to_string());
+        guard::check_text(&sql)?;
         // Any recent session will do: execution plans the statement again
         // on the versions current then.
         let pinned = self.sessions.latest(None).await.map_err(lake_error)?;

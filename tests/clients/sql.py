@@ -138,12 +138,13 @@ def concurrent(n):
         "SELECT yr_num, wk_num, sum(total_sales_amt), count(*) FROM weekly_sales_inventory w "
         "JOIN store s ON s.store_key = w.store_key GROUP BY 1, 2 ORDER BY 1, 2"
     )
-    answers, errors = [None] * n, []
+    answers, pids, errors = [None] * n, [None] * n, []
     start = threading.Barrier(n)
 
     def client(i):
         try:
             with connect() as conn, conn.cursor() as cur:
+                pids[i] = conn.info.backend_pid
                 start.wait()
                 for _ in range(3):
                     cur.execute(query)
@@ -159,6 +160,8 @@ def concurrent(n):
     assert not errors, errors
     assert answers[0], "no rows"
     assert all(a == answers[0] for a in answers), "clients disagree"
+    # Each connection has its own process id (its cancel key's half).
+    assert len(set(pids)) == n, f"process ids shared: {sorted(pids)}"
     print(f"concurrent: {n} clients, {len(answers[0])} rows each, the same")
 
 
