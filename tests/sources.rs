@@ -288,8 +288,11 @@ fn kill_sales_query(client: &str, url: &str) {
              WHERE info LIKE 'SELECT % FROM `sales`' AND id <> CONNECTION_ID()"
         }
         _ => {
+            // `query` is a connection's last statement, also once it is
+            // idle: only one still running is the read to cut.
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE query LIKE 'SELECT % FROM \"sales\"' AND pid <> pg_backend_pid()"
+             WHERE query LIKE 'SELECT % FROM \"sales\"' AND state = 'active' \
+             AND pid <> pg_backend_pid()"
         }
     };
     let deadline = Instant::now() + Duration::from_secs(60);
