@@ -59,6 +59,8 @@ pub enum Command {
         /// Raw file format.
         #[arg(long, value_enum)]
         format: Option<RawFormat>,
+        #[command(flatten)]
+        window: WindowArgs,
     },
     /// Say whether a date's raw set is complete and matches its manifest.
     Check {
@@ -88,6 +90,8 @@ pub enum Command {
         engine: EngineArgs,
         #[command(flatten)]
         publish: PublishArgs,
+        #[command(flatten)]
+        window: WindowArgs,
     },
     /// Run read-only SQL over the lake (weekly_sales_inventory, store,
     /// product, calendar); statements that would write are refused.
@@ -137,6 +141,27 @@ pub enum Command {
         /// already in the raw zone).
         #[arg(long)]
         extract: bool,
+        #[command(flatten)]
+        publish: PublishArgs,
+        #[command(flatten)]
+        window: WindowArgs,
+        #[command(flatten)]
+        locations: Locations,
+    },
+    /// Compare the source with the lake week by week (rows, sales_qty,
+    /// sales_amt, inventory snapshots) and list the weeks that drifted;
+    /// exits 1 when some did. --repair re-extracts exactly those weeks and
+    /// republishes them in one commit.
+    Reconcile {
+        /// First day, YYYY-MM-DD: its whole calendar week is compared.
+        #[arg(long, value_parser = date)]
+        from: NaiveDate,
+        /// Last day, YYYY-MM-DD (inclusive): its whole week is compared.
+        #[arg(long, value_parser = date)]
+        to: NaiveDate,
+        /// Republish the weeks that drifted.
+        #[arg(long)]
+        repair: bool,
         #[command(flatten)]
         publish: PublishArgs,
         #[command(flatten)]
@@ -380,6 +405,43 @@ impl PublishArgs {
             if set {
                 conf.insert(key.to_string(), serde_json::Value::Bool(true));
             }
+        }
+        conf
+    }
+}
+
+/// The facts' window of the nights a command extracts.
+#[derive(Debug, Args, Default, Clone, Copy)]
+pub struct WindowArgs {
+    /// Extract only the sales and inventory rows from the first day of the
+    /// calendar week holding D - N to D, and replace exactly the weeks they
+    /// cover (overrides `lookback_days`).
+    #[arg(long, value_name = "N", conflicts_with = "full",
+          value_parser = clap::value_parser!(u32).range(0..=i64::from(crate::config::MAX_LOOKBACK_DAYS)))]
+    pub lookback_days: Option<u32>,
+    /// Extract full snapshots of the facts, even when `lookback_days` is set.
+    #[arg(long)]
+    pub full: bool,
+}
+
+impl WindowArgs {
+    /// Applies the flags that were given on top of `config`.
+    pub fn apply(&self, config: &mut Config) {
+        if self.full {
+            config.lookback_days = None;
+        } else if self.lookback_days.is_some() {
+            config.lookback_days = self.lookback_days;
+        }
+    }
+
+    /// The flags as a run's `conf` key (see the orchestrator's tasks).
+    pub fn conf(&self) -> serde_json::Map<String, serde_json::Value> {
+        let key = crate::orchestrator::LOOKBACK.to_string();
+        let mut conf = serde_json::Map::new();
+        if self.full {
+            conf.insert(key, serde_json::Value::Null);
+        } else if let Some(days) = self.lookback_days {
+            conf.insert(key, days.into());
         }
         conf
     }

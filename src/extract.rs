@@ -26,11 +26,12 @@ use crate::raw::csv::CsvEncoder;
 use crate::raw::facts::KeyOrder;
 use crate::raw::{self, Manifest, ManifestEntry, RawError, RawFormat, Window};
 use crate::schema::Table;
-use crate::source::{Source, SourceError};
+use crate::source::{Rows, Source, SourceError};
 use crate::storage::Location;
+use crate::window::{Calendar, DateRange, WindowError};
 
 /// Rows per batch read from the source.
-const SOURCE_BATCH_ROWS: usize = 8192;
+pub const SOURCE_BATCH_ROWS: usize = 8192;
 /// Size of the chunks handed from the encoder to the uploader.
 const CHUNK_BYTES: usize = 1 << 20;
 /// Chunks in flight per table.
@@ -47,6 +48,8 @@ pub enum ExtractError {
     Raw(#[from] RawError),
     #[error("{source} (gave up after {attempts} attempts; `source_attempts` sets how many)")]
     GaveUp { attempts: u32, source: SourceError },
+    #[error("the source's calendar: {0}")]
+    Window(#[from] WindowError),
 }
 
 /// How a table is read again when its source connection drops: from its
@@ -79,6 +82,8 @@ pub struct ExtractedTable {
 #[derive(Debug, Clone)]
 pub struct ExtractReport {
     pub date: NaiveDate,
+    /// The facts' date window; `None` for full snapshots.
+    pub window: Option<DateRange>,
     pub tables: Vec<ExtractedTable>,
     pub elapsed: Duration,
 }
@@ -90,24 +95,78 @@ impl ExtractReport {
     }
 }
 
-/// Extracts the five tables of `source` into `raw` for `date`, then writes
-/// the manifest. A table whose connection drops is read again per `retry`.
+/// How the tables of a date are read and written.
+#[derive(Debug, Clone)]
+pub struct Extraction {
+    pub date: NaiveDate,
+    pub format: RawFormat,
+    pub retry: Retry,
+    /// The fact rows to read: every row (`None`), or those whose business
+    /// date lies in one of these ranges. Dimensions are read whole.
+    pub dates: Option<Vec<DateRange>>,
+}
+
+impl Extraction {
+    /// The manifest's window of a fact file: the span of the ranges read.
+    fn window(&self, table: Table) -> Window {
+        let dates = self
+            .dates
+            .as_deref()
+            .filter(|_| table.window_column().is_some());
+        match dates.and_then(|d| Some((d.first()?, d.last()?))) {
+            Some((first, last)) => Window::Range {
+                from: first.from,
+                to: last.to,
+            },
+            None => Window::FULL,
+        }
+    }
+}
+
+/// The source's `calendar` table, read whole.
+pub async fn source_calendar(source: &Source) -> Result<Calendar, ExtractError> {
+    let source = source.clone();
+    let batches = tokio::task::spawn_blocking(move || {
+        let mut batches = Vec::new();
+        source.read_table(Table::Calendar, Rows::All, SOURCE_BATCH_ROWS, |batch| {
+            batches.push(batch);
+            Ok(())
+        })?;
+        Ok::<_, SourceError>(batches)
+    })
+    .await
+    .map_err(|e| ExtractError::Write {
+        file: "(calendar)".to_string(),
+        message: e.to_string(),
+    })??;
+    Ok(Calendar::from_batches(&batches))
+}
+
+/// The window of a night on `date` that looks back `lookback_days`, per
+/// the source's own calendar.
+pub async fn fact_window(
+    source: &Source,
+    date: NaiveDate,
+    lookback_days: u32,
+) -> Result<DateRange, ExtractError> {
+    Ok(source_calendar(source).await?.window(date, lookback_days)?)
+}
+
+/// Extracts the five tables of `source` into `raw` per `extraction`, then
+/// writes the manifest. A table whose connection drops is read again per
+/// its `retry`.
 pub async fn extract(
     source: &Source,
     raw: &Location,
-    date: NaiveDate,
-    format: RawFormat,
-    retry: Retry,
+    extraction: &Extraction,
 ) -> Result<ExtractReport, ExtractError> {
     let started = Instant::now();
     check_source(source).await?;
     let tasks: Vec<_> = Table::ALL
         .into_iter()
         .map(|table| {
-            let (source, raw) = (source.clone(), raw.clone());
-            tokio::spawn(
-                async move { extract_table(&source, &raw, table, date, format, retry).await },
-            )
+            let (source, raw, extraction) = (source.clone(), raw.clone(), extraction.clone());
+            tokio::spawn(async move { extract_table(&source, &raw, table, &extraction).await })
         })
         .collect();
     let mut tables = Vec::new();
@@ -130,9 +189,16 @@ pub async fn extract(
         return Err(error);
     }
     let entries = tables.iter().map(|t| (t.table, t.entry.clone()));
-    write_manifest(raw, date, entries).await?;
+    write_manifest(raw, extraction.date, entries).await?;
+    let window = extraction.dates.as_ref().and_then(|d| {
+        Some(DateRange {
+            from: d.first()?.from,
+            to: d.last()?.to,
+        })
+    });
     Ok(ExtractReport {
-        date,
+        date: extraction.date,
+        window,
         tables,
         elapsed: started.elapsed(),
     })
@@ -168,21 +234,25 @@ pub async fn write_manifest(
     Ok(())
 }
 
-/// Extracts one table of `source` into its raw file for `date`; when the
-/// source connection drops, reads the table again from its start while
-/// `retry` allows.
+/// Extracts one table of `source` into its raw file per `extraction`; when
+/// the source connection drops, reads the table again from its start while
+/// the extraction's `retry` allows. A dated read of a fact table without an
+/// index on its business date is done all the same, after a warning that
+/// gives the statement creating one.
 pub async fn extract_table(
     source: &Source,
     raw: &Location,
     table: Table,
-    date: NaiveDate,
-    format: RawFormat,
-    retry: Retry,
+    extraction: &Extraction,
 ) -> Result<ExtractedTable, ExtractError> {
+    if extraction.dates.is_some() {
+        warn_on_missing_index(source, table).await;
+    }
+    let retry = extraction.retry;
     let mut wait = retry.backoff;
     let mut attempt = 1;
     loop {
-        match extract_table_once(source, raw, table, date, format).await {
+        match extract_table_once(source, raw, table, extraction).await {
             Err(ExtractError::Source(e)) if e.is_transient() => {
                 if attempt >= retry.attempts {
                     return Err(ExtractError::GaveUp {
@@ -203,15 +273,31 @@ pub async fn extract_table(
     }
 }
 
+/// Says, once per extraction of `table`, that the source has no index on
+/// its business date, and how to create one.
+async fn warn_on_missing_index(source: &Source, table: Table) {
+    let checked = source.clone();
+    let missing = tokio::task::spawn_blocking(move || checked.missing_date_index(table)).await;
+    match missing {
+        Ok(Ok(Some(statement))) => tracing::warn!(
+            "source table {table} has no index on {}, so every night's window reads the whole table; create one: {statement}",
+            table.window_column().unwrap_or_default()
+        ),
+        Ok(Ok(None)) => {}
+        Ok(Err(e)) => tracing::debug!("could not tell whether {table} has a date index: {e}"),
+        Err(e) => tracing::debug!("could not tell whether {table} has a date index: {e}"),
+    }
+}
+
 async fn extract_table_once(
     source: &Source,
     raw: &Location,
     table: Table,
-    date: NaiveDate,
-    format: RawFormat,
+    extraction: &Extraction,
 ) -> Result<ExtractedTable, ExtractError> {
     let started = Instant::now();
-    let path = raw::file_path(table, date, format);
+    let format = extraction.format;
+    let path = raw::file_path(table, extraction.date, format);
     let file = path.to_string();
     let write_error = |message: String| ExtractError::Write {
         file: file.clone(),
@@ -219,7 +305,11 @@ async fn extract_table_once(
     };
     let (tx, mut rx) = mpsc::channel::<Bytes>(CHUNKS_IN_FLIGHT);
     let source = source.clone();
-    let encoder = tokio::task::spawn_blocking(move || encode_table(&source, table, format, tx));
+    let dates = extraction.dates.clone();
+    let encoder = tokio::task::spawn_blocking(move || {
+        let rows = dates.as_deref().map_or(Rows::All, Rows::Dated);
+        encode_table(&source, table, rows, format, tx)
+    });
 
     let mut upload = BufWriter::new(std::sync::Arc::clone(raw.store()), path.clone());
     let mut hasher = Sha256::new();
@@ -257,7 +347,7 @@ async fn extract_table_once(
             rows,
             bytes,
             sha256: hex::encode(hasher.finalize()),
-            window: Window::FULL,
+            window: extraction.window(table),
             sorted_by: ManifestEntry::sorted_by(&order),
         },
         elapsed: started.elapsed(),
@@ -271,6 +361,7 @@ async fn extract_table_once(
 fn encode_table(
     source: &Source,
     table: Table,
+    rows: Rows<'_>,
     format: RawFormat,
     tx: mpsc::Sender<Bytes>,
 ) -> Result<(u64, KeyOrder), ExtractError> {
@@ -284,7 +375,7 @@ fn encode_table(
         RawFormat::CsvGz => {
             let gzip = GzipThread::start(output);
             let mut csv = CsvEncoder::new(gzip, table).map_err(|e| sink_error(&e))?;
-            let rows = source.read_table(table, SOURCE_BATCH_ROWS, |batch| {
+            let rows = source.read_table(table, rows, SOURCE_BATCH_ROWS, |batch| {
                 order.observe(&batch);
                 csv.write(&batch).map_err(|e| sink_error(&e))
             })?;
@@ -298,7 +389,7 @@ fn encode_table(
                 .build();
             let mut writer = ArrowWriter::try_new(output, table.arrow_schema(), Some(properties))
                 .map_err(|e| sink_error(&e))?;
-            let rows = source.read_table(table, SOURCE_BATCH_ROWS, |batch| {
+            let rows = source.read_table(table, rows, SOURCE_BATCH_ROWS, |batch| {
                 order.observe(&batch);
                 writer.write(&batch).map_err(|e| sink_error(&e))
             })?;
@@ -420,9 +511,13 @@ impl<S: ChunkSink> Write for ChunkWriter<S> {
 
 impl std::fmt::Display for ExtractReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let window = match &self.window {
+            Some(range) => format!(" (facts from {range})"),
+            None => String::new(),
+        };
         writeln!(
             f,
-            "extract    {} rows of 5 tables for {} in {:.1?}",
+            "extract    {} rows of 5 tables for {}{window} in {:.1?}",
             self.rows(),
             self.date,
             self.elapsed

@@ -11,8 +11,10 @@
 //! - [`source`]: transactional databases (embedded SQLite);
 //! - [`extract`]: source → raw zone, streaming, with a manifest;
 //! - [`raw`]: the raw zone's layout, formats, manifest and completeness check;
+//! - [`window`]: the date windows of incremental nights, in calendar weeks;
 //! - [`transform`]: raw → weekly fact with DataFusion, behind the quality rules;
 //! - [`lake`]: atomic publication as Delta Lake tables;
+//! - [`reconcile`]: the source and the lake compared week by week, for repairs;
 //! - [`query`]: SQL over the lake;
 //! - [`sql_server`]: the lake over PostgreSQL's wire protocol, read-only;
 //! - [`catalog`]: the lake's tables registered in Athena, Glue, Trino, Spark
@@ -37,6 +39,7 @@ pub mod orchestrator;
 pub mod pipeline;
 pub mod query;
 pub mod raw;
+pub mod reconcile;
 pub mod schema;
 pub mod server;
 pub mod source;
@@ -44,3 +47,4 @@ pub mod sql_server;
 pub mod storage;
 pub mod text;
 pub mod transform;
+pub mod window;

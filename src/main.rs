@@ -28,6 +28,7 @@ use shelfline::server::{self, Credentials};
 use shelfline::sql_server::{self, SqlServer};
 use shelfline::storage::Location;
 use shelfline::text::{MESSAGE_CHARS, clip};
+use shelfline::window::DateRange;
 use shelfline::{catalog, demo, query};
 
 /// Writes a line to stderr: a closed stderr is no reason to panic.
@@ -174,7 +175,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             date,
             locations,
             format,
+            window,
         } => {
+            window.apply(&mut config);
             let pipeline = pipeline(config, &locations)?;
             let format = format.unwrap_or(pipeline.config.raw_format);
             let working = spinner(format!(
@@ -221,7 +224,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             locations,
             engine,
             publish,
+            window,
         } => {
+            window.apply(&mut config);
             engine.apply(&mut config);
             publish.apply(&mut config);
             let pipeline = pipeline(config, &locations)?;
@@ -307,6 +312,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             force,
             extract,
             publish,
+            window,
             locations,
         } => {
             anyhow::ensure!(from <= to, "--from {from} is after --to {to}");
@@ -314,7 +320,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let executor = orchestrator.take_executor()?;
             let mut run_ids = Vec::new();
             let adopt = executor.is_some();
-            for date in orchestrator.backfill((from, to), force, extract, publish.conf(), adopt)? {
+            let mut conf = publish.conf();
+            conf.extend(window.conf());
+            for date in orchestrator.backfill((from, to), force, extract, conf, adopt)? {
                 match date {
                     BackfillDate::Queued(run) => run_ids.push(run.run_id),
                     BackfillDate::Skipped { date, reason } => {
@@ -323,6 +331,32 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
             return see_through(&orchestrator, &run_ids, executor.as_ref(), &mut stdout).await;
+        }
+        Command::Reconcile {
+            from,
+            to,
+            repair,
+            publish,
+            locations,
+        } => {
+            anyhow::ensure!(from <= to, "--from {from} is after --to {to}");
+            publish.apply(&mut config);
+            let pipeline = pipeline(config, &locations)?;
+            let working = spinner(format!(
+                "reconciling {from} to {to} with {}",
+                pipeline.source.describe()
+            ));
+            let report = pipeline.reconcile(DateRange { from, to }, repair).await;
+            working.finish_and_clear();
+            let report = report?;
+            write!(stdout, "{report}")?;
+            let drifted = report.comparison.drifted.len();
+            if drifted > 0 && report.repaired.is_none() {
+                tell!(
+                    "error: {drifted} week(s) drifted; `shelfline reconcile --from {from} --to {to} --repair` republishes them"
+                );
+                return Ok(ExitCode::FAILURE);
+            }
         }
         Command::Cluster(command) => cluster(command, &config).await?,
         Command::Catalog(CatalogCommand::Ddl {

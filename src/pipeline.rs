@@ -2,6 +2,7 @@
 //! a [`Config`] (every location parsed, every problem reported at once), with
 //! one method per command.
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
@@ -10,12 +11,15 @@ use crate::catalog::glue::{Glue, SyncReport};
 use crate::catalog::{self, CatalogError};
 use crate::config::Config;
 use crate::datagen::{self, DatagenSpec, DatagenSummary};
-use crate::extract::{self, ExtractError, ExtractReport};
-use crate::lake::Lake;
-use crate::raw::{self, CheckReport, RawError, RawFormat};
+use crate::extract::{self, ExtractError, ExtractReport, ExtractedTable, Extraction};
+use crate::lake::{Lake, LakeError, PublishOptions};
+use crate::raw::{self, CheckReport, ManifestEntry, NamedFiles, RawError, RawFormat};
+use crate::reconcile::{self, Comparison, ReconcileError};
+use crate::schema::{FACT_TABLE, Table};
 use crate::source::{Source, SourceError};
 use crate::storage::{Location, StorageError};
-use crate::transform::{self, TransformError, TransformReport};
+use crate::transform::{self, Checked, Staged, TransformError, TransformReport};
+use crate::window::{Calendar, DateRange, Week};
 
 /// A pipeline failure, by stage.
 #[derive(Debug, thiserror::Error)]
@@ -32,7 +36,18 @@ pub enum PipelineError {
     Transform(#[from] TransformError),
     #[error("storage: {0}")]
     Storage(#[from] StorageError),
+    #[error("reconcile: {0}")]
+    Reconcile(#[from] ReconcileError),
+    #[error("lake: {0}")]
+    Lake(#[from] LakeError),
+    #[error(
+        "reconcile --repair: the lake has no published fact table to repair; run a night first"
+    )]
+    NothingToRepair,
 }
+
+/// The outcome of registering the lake in Glue after a publication.
+pub type Registration = Result<SyncReport, CatalogError>;
 
 /// The stages, ready to run against the configured locations.
 #[derive(Debug, Clone)]
@@ -41,6 +56,13 @@ pub struct Pipeline {
     pub source: Source,
     pub raw: Location,
     pub lake: Lake,
+}
+
+/// What `reconcile` found, and what its repair published.
+#[derive(Debug, Clone)]
+pub struct ReconcileReport {
+    pub comparison: Comparison,
+    pub repaired: Option<TransformReport>,
 }
 
 /// What `run` did, stage by stage.
@@ -77,7 +99,8 @@ impl Pipeline {
     }
 
     /// Creates the contract tables in the source and fills them with
-    /// generated data. `on_day` reports progress (days done).
+    /// generated data, then indexes the facts' business dates. `on_day`
+    /// reports progress (days done).
     pub fn datagen(
         &self,
         spec: &DatagenSpec,
@@ -87,18 +110,71 @@ impl Pipeline {
         let mut loader = self.source.loader()?;
         let summary = datagen::generate(spec, |table, batch| loader.insert(table, &batch), on_day)?;
         loader.commit()?;
+        self.source.create_date_indexes()?;
         Ok(summary)
     }
 
-    /// Extracts the source into the raw zone for `date`.
+    /// Extracts the source into the raw zone for `date`: the facts of the
+    /// window `lookback_days` gives (see [`Pipeline::extraction`]).
     pub async fn extract(
         &self,
         date: NaiveDate,
         format: RawFormat,
     ) -> Result<ExtractReport, PipelineError> {
         self.raw.verify().await?;
-        let retry = self.source_retry();
-        Ok(extract::extract(&self.source, &self.raw, date, format, retry).await?)
+        let extraction = self
+            .extraction(date, format, self.config.lookback_days)
+            .await?;
+        Ok(extract::extract(&self.source, &self.raw, &extraction).await?)
+    }
+
+    /// Extracts one table for `date` (the orchestrator's per-table task):
+    /// a fact table's rows of the window `lookback_days` gives.
+    pub async fn extract_table(
+        &self,
+        table: Table,
+        date: NaiveDate,
+        lookback_days: Option<u32>,
+    ) -> Result<ExtractedTable, PipelineError> {
+        self.raw.verify().await?;
+        extract::check_source(&self.source).await?;
+        let lookback = lookback_days.filter(|_| table.window_column().is_some());
+        let extraction = self
+            .extraction(date, self.config.raw_format, lookback)
+            .await?;
+        Ok(extract::extract_table(&self.source, &self.raw, table, &extraction).await?)
+    }
+
+    /// How the tables of `date` are read: whole, or with `lookback_days`
+    /// the facts from the first day of the calendar week (per the source's
+    /// calendar) holding `date - lookback_days`, to `date`.
+    pub async fn extraction(
+        &self,
+        date: NaiveDate,
+        format: RawFormat,
+        lookback_days: Option<u32>,
+    ) -> Result<Extraction, PipelineError> {
+        let dates = match lookback_days {
+            Some(days) => Some(vec![extract::fact_window(&self.source, date, days).await?]),
+            None => None,
+        };
+        Ok(Extraction {
+            date,
+            format,
+            retry: self.source_retry(),
+            dates,
+        })
+    }
+
+    /// Writes the manifest of `date` listing `entries`, once every table's
+    /// file is in place.
+    pub async fn write_manifest(
+        &self,
+        date: NaiveDate,
+        entries: Vec<(Table, ManifestEntry)>,
+    ) -> Result<(), PipelineError> {
+        self.raw.verify().await?;
+        Ok(extract::write_manifest(&self.raw, date, entries).await?)
     }
 
     /// How a table is read again when its source connection drops.
@@ -118,19 +194,50 @@ impl Pipeline {
 
     /// Transforms the raw set of `date` and publishes the lake tables.
     pub async fn transform(&self, date: NaiveDate) -> Result<TransformReport, PipelineError> {
-        self.raw.verify().await?;
         self.lake.root().verify().await?;
         let run = format!("shelfline transform (pid {})", std::process::id());
-        let report = transform::transform(&self.config, &self.raw, &self.lake, date, &run).await?;
-        self.register_catalog().await;
-        Ok(report)
+        let checked = self
+            .compute(&self.raw, date, &NamedFiles::default(), None)
+            .await?
+            .check()
+            .await?;
+        let options = PublishOptions::from_config(&self.config);
+        Ok(self.publish(&checked, &options, &run).await?.0)
+    }
+
+    /// Computes the weekly fact of `date` from the raw set in `raw` (the
+    /// `named` files in place of the layout's; the date ranges `window`
+    /// in place of the manifest's), not yet checked.
+    pub async fn compute(
+        &self,
+        raw: &Location,
+        date: NaiveDate,
+        named: &NamedFiles,
+        window: Option<Vec<DateRange>>,
+    ) -> Result<Staged, PipelineError> {
+        raw.verify().await?;
+        Ok(transform::compute(&self.config, raw, date, named, window).await?)
+    }
+
+    /// Publishes a checked fact (and its dimension snapshots) in the lake,
+    /// recording `run`, then registers the lake in Glue when configured
+    /// (with the registration's outcome, see [`Pipeline::register_catalog`]).
+    pub async fn publish(
+        &self,
+        checked: &Checked,
+        options: &PublishOptions,
+        run: &str,
+    ) -> Result<(TransformReport, Option<Registration>), PipelineError> {
+        self.lake.root().verify().await?;
+        let report = checked.publish(&self.lake, options, run).await?;
+        Ok((report, self.register_catalog().await))
     }
 
     /// Registers the lake in the Glue database that `[catalog]
     /// glue_database` names, if any, after a publication: `None` when none
     /// is named. A failure is logged as a warning and returned; the
     /// publication stands, and the next one registers again.
-    pub async fn register_catalog(&self) -> Option<Result<SyncReport, CatalogError>> {
+    pub async fn register_catalog(&self) -> Option<Registration> {
         let database = self.config.catalog.glue_database.as_deref()?;
         let lake = self.lake.root().url();
         let result = match Glue::connect(&self.config).await {
@@ -146,6 +253,71 @@ impl Pipeline {
         Some(result)
     }
 
+    /// Compares the source and the lake week by week over the calendar
+    /// weeks touching `range`; with `repair`, re-extracts exactly the weeks
+    /// that drifted and republishes them in one commit (see
+    /// [`Pipeline::repair`]).
+    pub async fn reconcile(
+        &self,
+        range: DateRange,
+        repair: bool,
+    ) -> Result<ReconcileReport, PipelineError> {
+        self.lake.root().verify().await?;
+        let calendar = extract::source_calendar(&self.source).await?;
+        let comparison =
+            reconcile::compare(&self.source, &calendar, &self.lake, &self.config, range).await?;
+        let weeks: BTreeSet<Week> = comparison.drifted.iter().map(|d| d.week).collect();
+        let repaired = match repair && !weeks.is_empty() {
+            true => Some(self.repair(&calendar, &weeks).await?),
+            false => None,
+        };
+        Ok(ReconcileReport {
+            comparison,
+            repaired,
+        })
+    }
+
+    /// Republishes `weeks` of the fact table from the source: their rows
+    /// are extracted into a scratch raw zone (never the real one, whose
+    /// sets belong to their nights), computed and checked as any night's,
+    /// and published in one commit that replaces exactly those weeks,
+    /// under the lake's current logical date; the dimensions are left as
+    /// they are.
+    async fn repair(
+        &self,
+        calendar: &Calendar,
+        weeks: &BTreeSet<Week>,
+    ) -> Result<TransformReport, PipelineError> {
+        let date = self
+            .lake
+            .logical_date(FACT_TABLE)
+            .await?
+            .ok_or(PipelineError::NothingToRepair)?;
+        let ranges = calendar.ranges_of(weeks);
+        let scratch = transform::scratch::Scratch::create(&self.config.scratch_dir)
+            .map_err(TransformError::Scratch)?;
+        let raw = Location::parse(&scratch.path().display().to_string(), &self.config.s3)?;
+        let extraction = Extraction {
+            date,
+            format: RawFormat::Parquet,
+            retry: self.source_retry(),
+            dates: Some(ranges.clone()),
+        };
+        extract::check_source(&self.source).await?;
+        for table in Table::ALL {
+            extract::extract_table(&self.source, &raw, table, &extraction).await?;
+        }
+        let checked = self
+            .compute(&raw, date, &NamedFiles::default(), Some(ranges))
+            .await?
+            .check()
+            .await?
+            .fact_only();
+        let run = format!("shelfline reconcile --repair (pid {})", std::process::id());
+        let options = PublishOptions::from_config(&self.config);
+        Ok(self.publish(&checked, &options, &run).await?.0)
+    }
+
     /// Extract, check, transform.
     pub async fn run(&self, date: NaiveDate) -> Result<RunReport, PipelineError> {
         let extract = self.extract(date, self.config.raw_format).await?;
@@ -159,5 +331,25 @@ impl Pipeline {
             check_elapsed,
             transform,
         })
+    }
+}
+
+impl std::fmt::Display for ReconcileReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let comparison = &self.comparison;
+        writeln!(
+            f,
+            "reconcile  {} weeks compared, {} drifted",
+            comparison.weeks.len(),
+            comparison.drifted.len()
+        )?;
+        for drift in &comparison.drifted {
+            writeln!(f, "           {drift}")?;
+        }
+        if let Some(repaired) = &self.repaired {
+            writeln!(f, "repaired   {} weeks", comparison.drifted.len())?;
+            write!(f, "{repaired}")?;
+        }
+        Ok(())
     }
 }

@@ -183,6 +183,8 @@ impl Table {
 
     /// The dimension tables, published as dated snapshots (contract section 3.2).
     pub const DIMENSIONS: [Table; 3] = [Table::Store, Table::Product, Table::Calendar];
+    /// The fact tables, which an incremental night reads by date window.
+    pub const FACTS: [Table; 2] = [Table::Sales, Table::Inventory];
 
     /// The table name in the source, the raw zone and the lake.
     pub fn name(self) -> &'static str {
@@ -235,6 +237,16 @@ impl Table {
             Table::Sales => &["trans_dt", "store_key", "prod_key"],
             Table::Inventory => &["cal_dt", "store_key", "prod_key"],
             Table::Store | Table::Product | Table::Calendar => &[],
+        }
+    }
+
+    /// The business date a window of this fact table is taken on
+    /// (contract section 2); `None` for the dimensions, always read whole.
+    pub fn window_column(self) -> Option<&'static str> {
+        match self {
+            Table::Sales => Some("trans_dt"),
+            Table::Inventory => Some("cal_dt"),
+            Table::Store | Table::Product | Table::Calendar => None,
         }
     }
 

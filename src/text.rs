@@ -70,9 +70,23 @@ fn escaped(
     (shown, false)
 }
 
+/// A DECIMAL(38,2) value, given in hundredths, as text, e.g. `-12.50`.
+pub fn money(cents: i128) -> String {
+    let sign = if cents < 0 { "-" } else { "" };
+    let cents = cents.unsigned_abs();
+    format!("{sign}{}.{:02}", cents / 100, cents % 100)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn money_formats_hundredths() {
+        assert_eq!(money(-1250), "-12.50");
+        assert_eq!(money(7), "0.07");
+        assert_eq!(money(0), "0.00");
+    }
 
     #[test]
     fn a_long_value_is_cut_with_its_size() {

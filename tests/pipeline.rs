@@ -232,7 +232,8 @@ async fn manifest_catches_a_changed_file() {
         .insert(Table::Calendar, &format!("drop/calendar_{date}.csv.gz"))
         .unwrap();
     let raw = &ws.pipeline.raw;
-    let computed = shelfline::transform::compute(&ws.pipeline.config, raw, date, &named).await;
+    let computed =
+        shelfline::transform::compute(&ws.pipeline.config, raw, date, &named, None).await;
     let message = format!(
         "{:#}",
         computed.err().expect("the changed file fails the run")

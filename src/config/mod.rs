@@ -52,6 +52,9 @@ pub enum EngineKind {
 }
 
 /// Every setting of the pipeline, with its documented default.
+/// The longest lookback of an incremental night: ten years.
+pub const MAX_LOOKBACK_DAYS: u32 = 3660;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -66,6 +69,11 @@ pub struct Config {
     /// Wait before the first retry of a table, in milliseconds; it doubles
     /// with every further attempt.
     pub source_retry_backoff_ms: u64,
+    /// Incremental nights: extract only the `sales` and `inventory` rows
+    /// from the first day of the calendar week holding `date - N` to the
+    /// run's date, and replace exactly the weeks they cover. Unset = full
+    /// snapshots every night.
+    pub lookback_days: Option<u32>,
     /// Raw zone root (`file://DIR`, `memory://`).
     pub raw: String,
     /// Lake root; each table is a Delta table in `<lake>/<table>/`.
@@ -312,6 +320,7 @@ impl Default for Config {
             password_file: None,
             source_attempts: 3,
             source_retry_backoff_ms: 1000,
+            lookback_days: None,
             raw: DEFAULT_RAW.to_string(),
             lake: DEFAULT_LAKE.to_string(),
             raw_format: RawFormat::CsvGz,
@@ -425,6 +434,13 @@ impl Config {
             problems.push(format!(
                 "max_row_bytes = {}: must be from {MIN_ROW_BYTES} to {MAX_ROW_BYTES}",
                 self.max_row_bytes
+            ));
+        }
+        if let Some(days) = self.lookback_days
+            && days > MAX_LOOKBACK_DAYS
+        {
+            problems.push(format!(
+                "lookback_days = {days}: must be at most {MAX_LOOKBACK_DAYS}; for a longer history, leave it unset (full snapshots)"
             ));
         }
         if self.target_partitions == Some(0) {

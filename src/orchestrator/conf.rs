@@ -21,6 +21,10 @@ use crate::schema::Table;
 /// (`--allow-shrink`, `--allow-older`).
 pub const GUARD_OVERRIDES: [&str; 2] = ["allow_shrink", "allow_older"];
 
+/// The key of a run's `conf` that sets its facts' lookback in days
+/// (`null`: full snapshots), as `backfill --lookback-days` / `--full` do.
+pub const LOOKBACK: &str = "lookback_days";
+
 /// The raw files `conf` names, by table.
 pub fn named_files(conf: &Value) -> Result<NamedFiles, OrchestratorError> {
     let mut named = NamedFiles::default();

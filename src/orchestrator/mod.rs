@@ -47,7 +47,7 @@ use sensor::SensorPolicy;
 use tasks::{Stage, TaskError};
 
 pub use clear::{ClearSelection, Cleared};
-pub use conf::GUARD_OVERRIDES;
+pub use conf::{GUARD_OVERRIDES, LOOKBACK};
 
 /// How often the daemon looks for runs other processes added.
 const POLL: Duration = Duration::from_secs(2);

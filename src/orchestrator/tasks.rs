@@ -9,11 +9,11 @@ use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
 use crate::config::Config;
-use crate::extract;
 use crate::lake::{LakeError, PublishOptions};
+use crate::pipeline::PipelineError;
 use crate::raw::ManifestEntry;
 use crate::schema::Table;
-use crate::transform::{self, Checked, Staged, TransformError};
+use crate::transform::{Checked, Staged, TransformError};
 
 use super::Orchestrator;
 use super::dag::{TaskId, TaskState};
@@ -95,23 +95,14 @@ pub async fn run(
     let date = run.logical_date;
     match task {
         TaskId::Extract(table) => {
-            extract::check_source(&pipeline.source)
+            let lookback = lookback_days(&pipeline.config, run);
+            let extracted = pipeline
+                .extract_table(table, date, lookback)
                 .await
                 .map_err(TaskError::retryable)?;
-            let format = pipeline.config.raw_format;
-            let extracted = extract::extract_table(
-                &pipeline.source,
-                &pipeline.raw,
-                table,
-                date,
-                format,
-                pipeline.source_retry(),
-            )
-            .await
-            .map_err(TaskError::retryable)?;
             let entry = &extracted.entry;
             Ok((
-                json!({"rows": entry.rows, "bytes": entry.bytes, "file": entry.file}),
+                json!({"rows": entry.rows, "bytes": entry.bytes, "file": entry.file, "window": entry.window}),
                 json!({"entry": entry}),
             ))
         }
@@ -124,7 +115,8 @@ pub async fn run(
             )?;
             let rows: u64 = entries.iter().map(|(_, e)| e.rows).sum();
             let bytes: u64 = entries.iter().map(|(_, e)| e.bytes).sum();
-            extract::write_manifest(&pipeline.raw, date, entries)
+            pipeline
+                .write_manifest(date, entries)
                 .await
                 .map_err(TaskError::retryable)?;
             Ok((json!({"rows": rows, "bytes": bytes}), Value::Null))
@@ -132,9 +124,10 @@ pub async fn run(
         TaskId::WaitForRaw => wait_for_raw(orchestrator, run).await,
         TaskId::Transform => {
             let named = super::conf::named_files(&run.conf).map_err(TaskError::fatal)?;
-            let staged = transform::compute(&pipeline.config, &pipeline.raw, date, &named)
+            let staged = pipeline
+                .compute(&pipeline.raw, date, &named, None)
                 .await
-                .map_err(transform_error)?;
+                .map_err(pipeline_error)?;
             let figures = json!({"quarantined_rows": staged.quarantined()});
             *stage.lock().await = Stage::Staged(Box::new(staged));
             Ok((figures, Value::Null))
@@ -162,14 +155,11 @@ pub async fn run(
             let Stage::Checked(checked) = &*guard else {
                 return Err(TaskError::stage_lost(task));
             };
-            let report = checked
-                .publish(
-                    &pipeline.lake,
-                    &publish_options(&pipeline.config, run),
-                    &run.run_id,
-                )
+            let options = publish_options(&pipeline.config, run);
+            let (report, registered) = pipeline
+                .publish(checked, &options, &run.run_id)
                 .await
-                .map_err(transform_error)?;
+                .map_err(pipeline_error)?;
             drop(guard);
             *stage.lock().await = Stage::Empty;
             let versions: BTreeMap<String, u64> = report.publish.versions.iter().cloned().collect();
@@ -179,7 +169,7 @@ pub async fn run(
                 "versions": versions,
                 "files_vacuumed": report.publish.files_vacuumed,
             });
-            if let Some(registered) = pipeline.register_catalog().await {
+            if let Some(registered) = registered {
                 figures["glue"] = json!(registered.map_or_else(
                     |e| format!("failed: {e}"),
                     |report| report.to_string().trim_end().replace('\n', "; ")
@@ -202,6 +192,17 @@ pub fn publish_options(config: &Config, run: &RunRecord) -> PublishOptions {
     options
 }
 
+/// The facts' lookback of `run`: its `conf`'s `lookback_days` when given
+/// (a number, or `null` for full snapshots, as `backfill` sets them), else
+/// the configuration's.
+pub fn lookback_days(config: &Config, run: &RunRecord) -> Option<u32> {
+    match &run.conf[super::LOOKBACK] {
+        Value::Null if run.conf.get(super::LOOKBACK).is_some() => None,
+        Value::Number(days) => days.as_u64().and_then(|d| u32::try_from(d).ok()),
+        _ => config.lookback_days,
+    }
+}
+
 /// Data that breaks a rule gives the same verdict on every attempt: no
 /// retry. Anything else (storage, memory, the lake lock) may pass later.
 fn transform_error(error: TransformError) -> TaskError {
@@ -209,8 +210,20 @@ fn transform_error(error: TransformError) -> TaskError {
         TransformError::Quality { .. }
         | TransformError::Reconciliation { .. }
         | TransformError::Overflow { .. }
+        | TransformError::Window { .. }
+        | TransformError::WindowMismatch { .. }
+        | TransformError::OutsideWindow { .. }
         | TransformError::Lake(LakeError::Guard(_))
         | TransformError::RawRead(_) => TaskError::fatal(error),
+        other => TaskError::retryable(other),
+    }
+}
+
+/// A failure of a pipeline step: a transform's by its kind, anything else
+/// (storage, source) may pass later.
+fn pipeline_error(error: PipelineError) -> TaskError {
+    match error {
+        PipelineError::Transform(e) => transform_error(e),
         other => TaskError::retryable(other),
     }
 }

@@ -17,6 +17,7 @@ use std::path::Path;
 use datafusion::arrow::record_batch::RecordBatch;
 
 use crate::schema::Table;
+use crate::window::DateRange;
 use endpoint::{Dialect, Endpoint, PASSWORD_ENV};
 pub use mysql::{MysqlLoader, MysqlSource};
 pub use postgres::{PostgresLoader, PostgresSource};
@@ -156,35 +157,117 @@ impl Source {
         }
     }
 
-    /// Streams `table` as batches; returns the rows read.
+    /// Streams the `rows` of `table` as batches; returns the rows read.
     pub fn read_table(
         &self,
         table: Table,
+        rows: Rows<'_>,
         batch_rows: usize,
         sink: impl FnMut(RecordBatch) -> Result<(), SourceError>,
     ) -> Result<u64, SourceError> {
         match self {
-            Source::Sqlite(s) => s.read_table(table, batch_rows, sink),
-            Source::Mysql(s) => s.read_table(table, batch_rows, sink),
-            Source::Postgres(s) => s.read_table(table, batch_rows, sink),
+            Source::Sqlite(s) => s.read_table(table, rows, batch_rows, sink),
+            Source::Mysql(s) => s.read_table(table, rows, batch_rows, sink),
+            Source::Postgres(s) => s.read_table(table, rows, batch_rows, sink),
         }
     }
+
+    /// Creates an index on the business date of each fact table
+    /// ([`Table::window_column`]), which windowed reads range over.
+    pub fn create_date_indexes(&self) -> Result<(), SourceError> {
+        match self {
+            Source::Sqlite(s) => s.create_date_indexes(),
+            Source::Mysql(s) => s.create_date_indexes(),
+            Source::Postgres(s) => s.create_date_indexes(),
+        }
+    }
+
+    /// When the fact `table` has no index led by its business date, the
+    /// statement that creates one; `None` when it has one (or is a
+    /// dimension).
+    pub fn missing_date_index(&self, table: Table) -> Result<Option<String>, SourceError> {
+        let Some(column) = table.window_column() else {
+            return Ok(None);
+        };
+        let (indexed, quote) = match self {
+            Source::Sqlite(s) => (
+                s.has_index_on(table, column)?,
+                sqlite::quote as fn(&str) -> String,
+            ),
+            Source::Mysql(s) => (
+                s.has_index_on(table, column)?,
+                mysql::quote as fn(&str) -> String,
+            ),
+            Source::Postgres(s) => (
+                s.has_index_on(table, column)?,
+                postgres::quote as fn(&str) -> String,
+            ),
+        };
+        Ok((!indexed).then(|| date_index_sql(table, quote)).flatten())
+    }
+}
+
+/// Which rows of a table a read returns.
+#[derive(Debug, Clone, Copy)]
+pub enum Rows<'a> {
+    /// Every row.
+    All,
+    /// For a fact table, the rows whose business date lies in one of these
+    /// ranges; a dimension is read whole.
+    Dated(&'a [DateRange]),
+}
+
+/// A read's statement and its parameters (dates as `YYYY-MM-DD`).
+struct Select {
+    sql: String,
+    params: Vec<String>,
 }
 
 /// `SELECT` of `table`'s contract columns in contract order, each column
 /// spelled by `column` from its quoted name and the table name quoted by
-/// `quote` (identifiers come from the contract, never from user input).
+/// `quote` (identifiers come from the contract, never from user input);
+/// for dated `rows` of a fact table, a range condition on its business
+/// date per range, each bound spelled by `param` from its 1-based number.
 fn select_sql(
     table: Table,
+    rows: Rows<'_>,
     quote: fn(&str) -> String,
     column: impl Fn(String) -> String,
-) -> String {
+    param: impl Fn(usize) -> String,
+) -> Select {
     let columns: Vec<String> = table
         .columns()
         .iter()
         .map(|c| column(quote(c.name)))
         .collect();
-    format!("SELECT {} FROM {}", columns.join(", "), quote(table.name()))
+    let mut sql = format!("SELECT {} FROM {}", columns.join(", "), quote(table.name()));
+    let mut params = Vec::new();
+    if let (Rows::Dated(ranges), Some(date)) = (rows, table.window_column()) {
+        let mut conditions = Vec::new();
+        for range in ranges {
+            params.push(range.from.to_string());
+            params.push(range.to.to_string());
+            let (from, to) = (param(params.len() - 1), param(params.len()));
+            conditions.push(format!("{} BETWEEN {from} AND {to}", quote(date)));
+        }
+        if conditions.is_empty() {
+            conditions.push("1 = 0".to_string());
+        }
+        sql = format!("{sql} WHERE {}", conditions.join(" OR "));
+    }
+    Select { sql, params }
+}
+
+/// The name of the index on `table`'s business date that `datagen`
+/// creates, and the statement that creates it.
+pub fn date_index_sql(table: Table, quote: fn(&str) -> String) -> Option<String> {
+    let column = table.window_column()?;
+    Some(format!(
+        "CREATE INDEX {} ON {} ({})",
+        quote(&format!("{}_{column}", table.name())),
+        quote(table.name()),
+        quote(column)
+    ))
 }
 
 /// A bulk loader into a source.

@@ -11,12 +11,12 @@ use datafusion::arrow::util::display::FormatOptions;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder, SslOpts};
 
-use super::SourceError;
 use super::endpoint::{ConnectFailure, Endpoint, TlsMode};
 use super::network::{
     CatalogColumn, SqlLiterals, TextRows, block_on, create_table_sql, install_crypto_provider,
     schema_differences, schema_result,
 };
+use super::{Rows, SourceError};
 use crate::schema::Table;
 
 /// Rows per multi-row `INSERT` when loading.
@@ -136,17 +136,46 @@ impl MysqlSource {
         Ok(schema_differences(table, &found))
     }
 
-    /// Streams `table` in batches of `batch_rows`; returns the rows read.
-    /// `sink` runs outside the async driver, so it may block.
+    /// Streams the `rows` of `table` in batches of `batch_rows`; returns
+    /// the rows read. `sink` runs outside the async driver, so it may
+    /// block. A whole table is read over the text protocol; dated rows
+    /// with a prepared statement whose columns are cast to text, so both
+    /// arrive as the server's text.
     pub fn read_table(
         &self,
         table: Table,
+        rows: Rows<'_>,
+        batch_rows: usize,
+        sink: impl FnMut(RecordBatch) -> Result<(), SourceError>,
+    ) -> Result<u64, SourceError> {
+        let mut conn = block_on(self.connect())??;
+        let count = match rows {
+            Rows::All => {
+                let select = super::select_sql(table, rows, quote, |name| name, |_| "?".into());
+                let result = block_on(conn.query_iter(select.sql))?
+                    .map_err(|e| self.read_error(table, e))?;
+                self.stream(table, result, batch_rows, sink)?
+            }
+            Rows::Dated(_) => {
+                let as_text = |name| format!("CAST({name} AS CHAR)");
+                let select = super::select_sql(table, rows, quote, as_text, |_| "?".into());
+                let result = block_on(conn.exec_iter(select.sql, select.params))?
+                    .map_err(|e| self.read_error(table, e))?;
+                self.stream(table, result, batch_rows, sink)?
+            }
+        };
+        block_on(conn.disconnect())?.ok();
+        Ok(count)
+    }
+
+    /// Turns the text rows of `result` into batches for `sink`.
+    fn stream<P: mysql_async::prelude::Protocol>(
+        &self,
+        table: Table,
+        mut result: mysql_async::QueryResult<'_, 'static, P>,
         batch_rows: usize,
         mut sink: impl FnMut(RecordBatch) -> Result<(), SourceError>,
     ) -> Result<u64, SourceError> {
-        let mut conn = block_on(self.connect())??;
-        let sql = super::select_sql(table, quote, |name| name);
-        let mut result = block_on(conn.query_iter(sql))?.map_err(|e| self.read_error(table, e))?;
         let mut rows = TextRows::new(table, batch_rows);
         loop {
             let next = block_on(async {
@@ -167,12 +196,44 @@ impl MysqlSource {
             }
         }
         drop(result);
-        block_on(conn.disconnect())?.ok();
         let (last, count) = rows.finish();
         if let Some(batch) = last {
             sink(batch)?;
         }
         Ok(count)
+    }
+
+    /// Creates the index on each fact table's business date.
+    pub fn create_date_indexes(&self) -> Result<(), SourceError> {
+        block_on(async {
+            let mut conn = self.connect().await?;
+            for table in Table::FACTS {
+                if let Some(sql) = super::date_index_sql(table, quote) {
+                    conn.query_drop(sql)
+                        .await
+                        .map_err(|e| sql_error(table, e))?;
+                }
+            }
+            conn.disconnect().await.ok();
+            Ok(())
+        })?
+    }
+
+    /// Whether an index of `table` has `column` as its first column.
+    pub fn has_index_on(&self, table: Table, column: &str) -> Result<bool, SourceError> {
+        block_on(async {
+            let mut conn = self.connect().await?;
+            let count: Option<i64> = conn
+                .exec_first(
+                    "SELECT COUNT(*) FROM information_schema.statistics \
+                     WHERE table_schema = DATABASE() AND table_name = ? AND column_name = ? AND seq_in_index = 1",
+                    (table.name(), column),
+                )
+                .await
+                .map_err(|e| sql_error(table, e))?;
+            conn.disconnect().await.ok();
+            Ok(count.unwrap_or(0) > 0)
+        })?
     }
 
     /// An error while a table streams: a lost connection can be retried.
@@ -288,6 +349,6 @@ fn sql_error(table: Table, error: mysql_async::Error) -> SourceError {
 }
 
 /// Quotes an identifier from the contract (never from user input).
-fn quote(identifier: &str) -> String {
+pub fn quote(identifier: &str) -> String {
     format!("`{identifier}`")
 }

@@ -18,11 +18,11 @@ use tokio_postgres::config::SslMode;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls};
 
-use super::SourceError;
 use super::endpoint::{ConnectFailure, Endpoint, TlsMode};
 use super::network::{
     CatalogColumn, TextRows, block_on, create_table_sql, schema_differences, schema_result,
 };
+use super::{Rows, SourceError};
 use crate::raw::csv::CsvEncoder;
 use crate::schema::Table;
 
@@ -140,17 +140,21 @@ impl PostgresSource {
         Ok(schema_differences(table, &found))
     }
 
-    /// Streams `table` in batches of `batch_rows`; returns the rows read.
-    /// `sink` runs outside the async driver, so it may block.
+    /// Streams the `rows` of `table` in batches of `batch_rows`; returns
+    /// the rows read. `sink` runs outside the async driver, so it may
+    /// block.
     pub fn read_table(
         &self,
         table: Table,
+        rows: Rows<'_>,
         batch_rows: usize,
         mut sink: impl FnMut(RecordBatch) -> Result<(), SourceError>,
     ) -> Result<u64, SourceError> {
         let client = block_on(self.connect())??;
-        let sql = super::select_sql(table, quote, |name| format!("{name}::text"));
-        let stream = block_on(client.query_raw(&sql, std::iter::empty::<&str>()))?
+        let as_text = |name| format!("{name}::text");
+        let select =
+            super::select_sql(table, rows, quote, as_text, |n| format!("${n}::text::date"));
+        let stream = block_on(client.query_raw(&select.sql, &select.params))?
             .map_err(|e| self.read_error(table, &e))?;
         let mut stream = Box::pin(stream);
         let mut rows = TextRows::new(table, batch_rows);
@@ -176,6 +180,39 @@ impl PostgresSource {
             sink(batch)?;
         }
         Ok(count)
+    }
+
+    /// Creates the index on each fact table's business date.
+    pub fn create_date_indexes(&self) -> Result<(), SourceError> {
+        block_on(async {
+            let client = self.connect().await?;
+            for table in Table::FACTS {
+                if let Some(sql) = super::date_index_sql(table, quote) {
+                    client
+                        .batch_execute(&sql)
+                        .await
+                        .map_err(|e| sql_error(table, &e))?;
+                }
+            }
+            Ok(())
+        })?
+    }
+
+    /// Whether an index of `table` has `column` as its first column.
+    pub fn has_index_on(&self, table: Table, column: &str) -> Result<bool, SourceError> {
+        block_on(async {
+            let client = self.connect().await?;
+            let row = client
+                .query_one(
+                    "SELECT count(*) FROM pg_index i \
+                     JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] \
+                     WHERE i.indrelid = to_regclass($1) AND a.attname = $2",
+                    &[&quote(table.name()), &column],
+                )
+                .await
+                .map_err(|e| sql_error(table, &e))?;
+            Ok(row.get::<_, i64>(0) > 0)
+        })?
     }
 
     /// An error while a table streams: a lost connection can be retried.
@@ -285,7 +322,7 @@ fn sql_error(table: Table, error: &tokio_postgres::Error) -> SourceError {
 }
 
 /// Quotes an identifier from the contract (never from user input).
-fn quote(identifier: &str) -> String {
+pub fn quote(identifier: &str) -> String {
     format!("\"{identifier}\"")
 }
 

@@ -14,7 +14,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use rusqlite::types::{ToSqlOutput, Value as SqlValue, ValueRef};
 use rusqlite::{Connection, OpenFlags};
 
-use super::SourceError;
+use super::{Rows, SourceError};
 use crate::batch::{BatchBuilder, Value};
 use crate::raw::csv::{days_since_epoch, parse_decimal, show_days};
 use crate::schema::{Column, Kind, Table};
@@ -74,6 +74,31 @@ impl SqliteSource {
         Ok(())
     }
 
+    /// Creates the index on each fact table's business date.
+    pub fn create_date_indexes(&self) -> Result<(), SourceError> {
+        let conn = self.open(false)?;
+        for table in Table::FACTS {
+            if let Some(sql) = super::date_index_sql(table, quote) {
+                conn.execute_batch(&sql)
+                    .map_err(|e| SourceError::sql(table, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether an index of `table` has `column` as its first column.
+    pub fn has_index_on(&self, table: Table, column: &str) -> Result<bool, SourceError> {
+        let conn = self.open(false)?;
+        conn.query_row(
+            "SELECT count(*) FROM pragma_index_list(?1) AS list, pragma_index_info(list.name) AS info \
+             WHERE info.seqno = 0 AND info.name = ?2",
+            [table.name(), column],
+            |row| row.get::<_, i64>(0),
+        )
+        .map(|count| count > 0)
+        .map_err(|e| SourceError::sql(table, e))
+    }
+
     /// Opens a bulk loader: one transaction, prepared inserts.
     pub fn loader(&self) -> Result<SqliteLoader, SourceError> {
         let conn = self.open(true)?;
@@ -89,14 +114,17 @@ impl SqliteSource {
     pub fn read_table(
         &self,
         table: Table,
+        rows: Rows<'_>,
         batch_rows: usize,
         mut sink: impl FnMut(RecordBatch) -> Result<(), SourceError>,
     ) -> Result<u64, SourceError> {
         let conn = self.open(false)?;
-        let sql = super::select_sql(table, quote, |name| name);
-        let mut statement = conn.prepare(&sql).map_err(|e| SourceError::sql(table, e))?;
+        let select = super::select_sql(table, rows, quote, |name| name, |n| format!("?{n}"));
+        let mut statement = conn
+            .prepare(&select.sql)
+            .map_err(|e| SourceError::sql(table, e))?;
         let mut rows = statement
-            .query([])
+            .query(rusqlite::params_from_iter(&select.params))
             .map_err(|e| SourceError::sql(table, e))?;
         let mut builder = BatchBuilder::new(table, batch_rows);
         let mut count = 0u64;
@@ -252,6 +280,6 @@ fn downcast<T: 'static>(array: &dyn Array) -> &T {
 }
 
 /// Quotes an identifier from the contract (never from user input).
-fn quote(identifier: &str) -> String {
+pub fn quote(identifier: &str) -> String {
     format!("\"{identifier}\"")
 }

@@ -18,7 +18,7 @@
 mod on_cluster;
 pub mod quality;
 pub mod raw_tables;
-mod scratch;
+pub(crate) mod scratch;
 mod stock_tables;
 
 use std::collections::{BTreeMap, HashMap};
@@ -41,11 +41,14 @@ use crate::config::{Config, EngineKind};
 use crate::lake::{
     FactScope, Lake, LakeError, Publication, PublishOptions, PublishReport, WeekRows,
 };
+use crate::raw::csv::date_from_days;
 use crate::raw::facts::{DateTotals, ScanFacts};
 use crate::raw::quarantine::Quarantine;
-use crate::raw::{NamedFiles, RawError, RawSet};
+use crate::raw::{NamedFiles, RawError, RawSet, Window};
 use crate::schema::{self, Table};
 use crate::storage::Location;
+use crate::text::money;
+use crate::window::{Calendar, DateRange, WindowError};
 use quality::Violation;
 
 /// The metric logic of contract section 3.1.
@@ -123,6 +126,27 @@ pub enum TransformError {
     Scratch(std::io::Error),
     #[error(transparent)]
     Lake(#[from] LakeError),
+    #[error("{date}: {source}; nothing was published")]
+    Window {
+        date: NaiveDate,
+        source: WindowError,
+    },
+    #[error(
+        "the manifest of {date} gives sales the window {sales} and inventory {inventory}: both fact files must hold the same window; extract the date again"
+    )]
+    WindowMismatch {
+        date: NaiveDate,
+        sales: String,
+        inventory: String,
+    },
+    #[error(
+        "{file} holds rows of {day}, outside its window {window}; nothing was published. Extract the date again"
+    )]
+    OutsideWindow {
+        file: String,
+        day: NaiveDate,
+        window: String,
+    },
 }
 
 impl From<DataFusionError> for TransformError {
@@ -171,24 +195,6 @@ pub struct TransformReport {
     pub timings: Vec<(&'static str, Duration)>,
 }
 
-/// Runs the transform of `date` from `raw` into `lake`: [`compute`], then
-/// [`Staged::check`], then [`Checked::publish`]; `run` names the run in
-/// the lake's commits.
-pub async fn transform(
-    config: &Config,
-    raw: &Location,
-    lake: &Lake,
-    date: NaiveDate,
-    run: &str,
-) -> Result<TransformReport, TransformError> {
-    compute(config, raw, date, &NamedFiles::default())
-        .await?
-        .check()
-        .await?
-        .publish(lake, &PublishOptions::from_config(config), run)
-        .await
-}
-
 /// The weekly fact of one date, computed and not yet checked. Dropping it
 /// removes its scratch folder.
 pub struct Staged {
@@ -201,6 +207,8 @@ pub struct Staged {
     facts: BTreeMap<Table, ScanFacts>,
     set: RawSet,
     quarantine: Arc<Quarantine>,
+    /// The date ranges the fact files hold; `None` for full snapshots.
+    window: Option<Vec<DateRange>>,
     /// The staged output lives here until the publication has re-encoded
     /// it.
     _scratch: scratch::Scratch,
@@ -215,22 +223,56 @@ pub struct Checked {
     pub rows_read: Vec<(Table, u64)>,
     /// Rows of `weekly_sales_inventory` staged, per (yr_num, wk_num).
     pub weeks: WeekRows,
+    /// The part of the fact table the publication replaces.
+    pub scope: FactScope,
+    /// Whether the dimension snapshots are published with the fact.
+    dimensions: bool,
 }
 
 /// Steps 1 and 2: locates the raw set of `date` (the `named` files in
 /// place of the layout's) and computes the weekly fact, with the engine
-/// `config` names.
+/// `config` names. The fact files hold the date ranges `window` when given
+/// (a repair's, which writes no manifest), else the manifest's window.
 pub async fn compute(
     config: &Config,
     raw: &Location,
     date: NaiveDate,
     named: &NamedFiles,
+    window: Option<Vec<DateRange>>,
 ) -> Result<Staged, TransformError> {
     let set = RawSet::locate(raw, date, named).await?;
-    match config.engine {
-        EngineKind::Local => compute_locally(config, set).await,
-        EngineKind::Ballista => on_cluster::compute(config, set).await,
+    let window = match window {
+        Some(ranges) => Some(ranges),
+        None => manifest_window(&set)?,
+    };
+    let mut staged = match config.engine {
+        EngineKind::Local => compute_locally(config, set).await?,
+        EngineKind::Ballista => on_cluster::compute(config, set).await?,
+    };
+    staged.window = window;
+    Ok(staged)
+}
+
+/// The window the manifest gives both fact files; `None` when they are
+/// full snapshots (or no manifest lists them).
+fn manifest_window(set: &RawSet) -> Result<Option<Vec<DateRange>>, TransformError> {
+    let window_of = |table| match set.manifest_entry(table).map(|entry| &entry.window) {
+        Some(Window::Range { from, to }) => Some(DateRange {
+            from: *from,
+            to: *to,
+        }),
+        _ => None,
+    };
+    let (sales, inventory) = (window_of(Table::Sales), window_of(Table::Inventory));
+    if sales != inventory {
+        let show = |w: Option<DateRange>| w.map_or("full".to_string(), |w| w.to_string());
+        return Err(TransformError::WindowMismatch {
+            date: set.date,
+            sales: show(sales),
+            inventory: show(inventory),
+        });
     }
+    Ok(sales.map(|range| vec![range]))
 }
 
 /// Computes the weekly fact in this process, in one pass over the big
@@ -261,6 +303,7 @@ async fn compute_locally(config: &Config, set: RawSet) -> Result<Staged, Transfo
         facts: tables.all_facts()?,
         set,
         quarantine,
+        window: None,
         _scratch: scratch,
         timings: vec![("compute", started.elapsed())],
     })
@@ -290,16 +333,72 @@ impl Staged {
         )
         .await?;
         let weeks = rows_per_week(&self.ctx).await?;
+        let scope = self.scope().await?;
         self.timings.push(("check", started.elapsed()));
         Ok(Checked {
             staged: self,
             rows_read,
             weeks,
+            scope,
+            dimensions: true,
         })
+    }
+
+    /// What the publication replaces: the whole fact table for full
+    /// snapshots; for a window, exactly the calendar weeks it covers, even
+    /// those no row is left in. A window must start on the first day of a
+    /// calendar week, and the fact files must hold no row outside it.
+    async fn scope(&self) -> Result<FactScope, TransformError> {
+        let Some(ranges) = &self.window else {
+            return Ok(FactScope::All);
+        };
+        let batches = self
+            .ctx
+            .sql("SELECT cal_dt, yr_num, wk_num FROM calendar")
+            .await?
+            .collect()
+            .await?;
+        let calendar = Calendar::from_batches(&batches);
+        for range in ranges {
+            calendar
+                .check_start(*range)
+                .map_err(|source| TransformError::Window {
+                    date: self.date,
+                    source,
+                })?;
+        }
+        for table in Table::FACTS {
+            let facts = quality::facts_of(&self.facts, table)?;
+            let outside = facts
+                .dates
+                .keys()
+                .filter_map(|days| date_from_days(*days))
+                .find(|day| !ranges.iter().any(|range| range.contains(*day)));
+            if let Some(day) = outside {
+                let shown: Vec<String> = ranges.iter().map(DateRange::to_string).collect();
+                return Err(TransformError::OutsideWindow {
+                    file: self.set.files[&table].path.to_string(),
+                    day,
+                    window: shown.join(", "),
+                });
+            }
+        }
+        Ok(FactScope::Weeks(
+            calendar.weeks_in(ranges).into_iter().collect(),
+        ))
     }
 }
 
 impl Checked {
+    /// The same, to be published without the dimension snapshots (a
+    /// repair of past weeks leaves the latest snapshots as they are).
+    pub fn fact_only(self) -> Checked {
+        Checked {
+            dimensions: false,
+            ..self
+        }
+    }
+
     /// Distinct (yr_num, wk_num) in the output.
     pub fn week_count(&self) -> u64 {
         self.weeks.len() as u64
@@ -325,14 +424,14 @@ impl Checked {
         let ctx = &staged.ctx;
         let fact = ctx.table("staged_weekly").await?;
         let mut dimensions = Vec::new();
-        for table in Table::DIMENSIONS {
+        for table in Table::DIMENSIONS.into_iter().filter(|_| self.dimensions) {
             dimensions.push((table, ctx.table(table.name()).await?));
         }
         let publication = Publication {
             date: staged.date,
             run: run.to_string(),
             fact,
-            fact_scope: fact_scope(&staged.set, &self.weeks),
+            fact_scope: self.scope.clone(),
             fact_weeks: self.weeks.clone(),
             dimensions,
             quarantine: staged.quarantine.as_ref(),
@@ -348,20 +447,6 @@ impl Checked {
             publish,
             timings,
         })
-    }
-}
-
-/// A full snapshot of the facts replaces the whole fact table; a date window
-/// (per the manifest) replaces only the weeks the output holds.
-fn fact_scope(set: &RawSet, weeks: &WeekRows) -> FactScope {
-    let windowed = [Table::Sales, Table::Inventory]
-        .into_iter()
-        .filter_map(|table| set.manifest_entry(table))
-        .any(|entry| entry.window != crate::raw::Window::FULL);
-    if windowed {
-        FactScope::Weeks(weeks.keys().copied().collect())
-    } else {
-        FactScope::All
     }
 }
 
@@ -533,13 +618,6 @@ async fn decimal_sums_per_week(
     Ok(weeks)
 }
 
-/// A DECIMAL(38,2) value as text, e.g. `-12.50`.
-fn money(cents: i128) -> String {
-    let sign = if cents < 0 { "-" } else { "" };
-    let cents = cents.unsigned_abs();
-    format!("{sign}{}.{:02}", cents / 100, cents % 100)
-}
-
 /// The staged fact's rows per (yr_num, wk_num).
 async fn rows_per_week(ctx: &SessionContext) -> Result<WeekRows, TransformError> {
     let batches = ctx
@@ -666,12 +744,5 @@ mod tests {
             message.starts_with("sales.sales_amt: the values of 2026 week 2 add up"),
             "{message}"
         );
-    }
-
-    #[test]
-    fn money_formats_cents() {
-        assert_eq!(money(-1250), "-12.50");
-        assert_eq!(money(7), "0.07");
-        assert_eq!(money(0), "0.00");
     }
 }

@@ -73,6 +73,7 @@ pub(super) async fn compute(config: &Config, set: RawSet) -> Result<Staged, Tran
         facts,
         set,
         quarantine: Arc::new(Quarantine::new(0)),
+        window: None,
         _scratch: scratch,
         timings: vec![
             ("scan", scanned),
