@@ -147,7 +147,8 @@ impl Pipeline {
 
     /// How the tables of `date` are read: whole, or with `lookback_days`
     /// the facts from the first day of the calendar week (per the source's
-    /// calendar) holding `date - lookback_days`, to `date`.
+    /// calendar) holding `date - lookback_days`, to `date`. While the lake
+    /// has no fact table, whole: a window would publish only its weeks.
     pub async fn extraction(
         &self,
         date: NaiveDate,
@@ -155,7 +156,15 @@ impl Pipeline {
         lookback_days: Option<u32>,
     ) -> Result<Extraction, PipelineError> {
         let dates = match lookback_days {
-            Some(days) => Some(vec![extract::fact_window(&self.source, date, days).await?]),
+            Some(days) if self.lake.version(FACT_TABLE).await?.is_some() => {
+                Some(vec![extract::fact_window(&self.source, date, days).await?])
+            }
+            Some(_) => {
+                tracing::info!(
+                    "the lake has no {FACT_TABLE} yet: extracting full snapshots of the facts this once, windows from the next night on"
+                );
+                None
+            }
             None => None,
         };
         Ok(Extraction {

@@ -180,6 +180,15 @@ pub struct ServeConfig {
     pub process_schedule: String,
     /// Run every date missed while the daemon was down (else only the latest).
     pub catchup: bool,
+    /// Cron expression of the source ↔ lake reconciliation (`shelfline
+    /// reconcile` over the last `reconcile_days` days, notified on drift);
+    /// empty = off.
+    pub reconcile_schedule: String,
+    /// Days back from yesterday that the scheduled reconciliation compares.
+    pub reconcile_days: u32,
+    /// Whether the scheduled reconciliation republishes the weeks that
+    /// drifted (else it only notifies).
+    pub reconcile_repair: bool,
     /// Runs executed at the same time.
     pub max_active_runs: usize,
     /// Seconds between two checks of the raw set by `wait_for_raw`.
@@ -233,6 +242,9 @@ impl Default for ServeConfig {
             extract_schedule: "0 2 * * *".to_string(),
             process_schedule: "0 3 * * *".to_string(),
             catchup: false,
+            reconcile_schedule: String::new(),
+            reconcile_days: 35,
+            reconcile_repair: false,
             max_active_runs: 1,
             poke_interval_secs: 60,
             sensor_timeout_secs: 3600,
@@ -441,6 +453,12 @@ impl Config {
         {
             problems.push(format!(
                 "lookback_days = {days}: must be at most {MAX_LOOKBACK_DAYS}; for a longer history, leave it unset (full snapshots)"
+            ));
+        }
+        if !(1..=MAX_LOOKBACK_DAYS).contains(&self.serve.reconcile_days) {
+            problems.push(format!(
+                "serve.reconcile_days = {}: must be from 1 to {MAX_LOOKBACK_DAYS}",
+                self.serve.reconcile_days
             ));
         }
         if self.target_partitions == Some(0) {

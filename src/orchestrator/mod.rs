@@ -15,6 +15,7 @@ pub mod dag;
 pub mod history;
 pub mod lock;
 pub mod notify;
+mod reconciler;
 pub mod report;
 pub mod schedule;
 pub mod sensor;
@@ -204,6 +205,8 @@ pub struct Orchestrator {
     retries: RetryPolicy,
     sensor: SensorPolicy,
     schedules: Schedules,
+    /// The scheduled reconciliation, if `reconcile_schedule` is set.
+    reconciler: Option<reconciler::Reconciler>,
     max_active_runs: usize,
     timezone: Tz,
     wake: tokio::sync::Notify,
@@ -224,6 +227,7 @@ impl Orchestrator {
             catchup: serve.catchup,
         };
         check_poke_interval(serve)?;
+        let reconciler = reconciler::Reconciler::new(serve, timezone, clock.now())?;
         Ok(Orchestrator {
             dag_id: serve.dag_id.clone(),
             dag_aliases: serve.dag_aliases.clone(),
@@ -236,6 +240,7 @@ impl Orchestrator {
                 max_row_bytes: pipeline.config.max_row_bytes,
             },
             schedules,
+            reconciler,
             max_active_runs: serve.max_active_runs.max(1),
             timezone,
             wake: tokio::sync::Notify::new(),
@@ -254,6 +259,7 @@ impl Orchestrator {
                 let schedules = [
                     ("extract_schedule", &serve.extract_schedule),
                     ("process_schedule", &serve.process_schedule),
+                    ("reconcile_schedule", &serve.reconcile_schedule),
                 ];
                 for (key, expr) in schedules {
                     if let Err(e) = parse_schedule(key, expr, timezone) {
@@ -536,12 +542,17 @@ impl Orchestrator {
         let mut failures = 0u32;
         loop {
             let step = self.start_due_runs(&mut resumed, &mut executing, &mut in_flight);
+            self.start_due_reconcile();
             let now = self.clock.now();
             let wait = match step {
                 Ok(()) => {
                     failures = 0;
+                    let reconcile = self.reconciler.as_ref().and_then(|r| r.next_wake(now));
                     self.schedules
                         .next_wake(now)
+                        .into_iter()
+                        .chain(reconcile)
+                        .min()
                         .and_then(|next| (next - now).to_std().ok())
                         .map_or(POLL, |until| until.min(POLL))
                 }

@@ -257,6 +257,7 @@ async fn wait_for_raw(orchestrator: &Orchestrator, run: &RunRecord) -> Result<Do
         .min()
         .unwrap_or_else(|| orchestrator.clock.now());
     let raw = &orchestrator.pipeline.raw;
+    raw.verify().await.map_err(TaskError::retryable)?;
     let named = super::conf::named_files(&run.conf).map_err(TaskError::fatal)?;
     let mut told: Vec<String> = Vec::new();
     let mut waiting = |missing: &[String], gives_up_at: DateTime<Utc>| {

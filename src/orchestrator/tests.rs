@@ -579,3 +579,225 @@ async fn a_clear_reruns_the_latest_run_of_a_date_and_refuses_an_older_one() {
     assert_eq!(task(&tasks, TaskId::Publish).try_number, 2);
     assert_eq!(task(&tasks, TaskId::WaitForRaw).try_number, 1);
 }
+
+/// A SQLite source of generated data from 2025-11-30 to 2026-01-09, in
+/// the pipeline of `config`.
+async fn generated_source(config: &Config) {
+    let pipeline = Pipeline::new(config.clone()).unwrap();
+    let spec = crate::datagen::DatagenSpec {
+        scale_factor: 0.01,
+        seed: 3,
+        start: "2025-11-30".parse().unwrap(),
+        days: 41,
+    };
+    tokio::task::spawn_blocking(move || pipeline.datagen(&spec, |_| {}).unwrap())
+        .await
+        .unwrap();
+}
+
+fn execute_sql(config: &Config, sql: &str) {
+    let path = config.source.strip_prefix("sqlite://").unwrap();
+    rusqlite::Connection::open(path)
+        .unwrap()
+        .execute_batch(sql)
+        .unwrap();
+}
+
+async fn fact_csv(config: &Config) -> String {
+    let pipeline = Pipeline::new(config.clone()).unwrap();
+    let sql = "SELECT * FROM weekly_sales_inventory ORDER BY yr_num, wk_num, store_key, prod_key";
+    let batches = crate::query::run(&pipeline.lake, config, sql)
+        .await
+        .unwrap();
+    crate::query::render(&batches, crate::query::OutputFormat::Csv).unwrap()
+}
+
+/// The same configuration with a lake of its own, for full refreshes.
+fn full_refresh(config: &Config, dir: &Path) -> Config {
+    Config {
+        lookback_days: None,
+        raw: dir.join("raw-full").display().to_string(),
+        lake: dir.join("lake-full").display().to_string(),
+        ..config.clone()
+    }
+}
+
+#[tokio::test]
+async fn scheduled_nights_extract_the_window_of_lookback_days() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    config.lookback_days = Some(7);
+    generated_source(&config).await;
+    let full = full_refresh(&config, dir.path());
+    let first: NaiveDate = "2026-01-07".parse().unwrap();
+    Pipeline::new(full.clone())
+        .unwrap()
+        .run(first)
+        .await
+        .unwrap();
+    let mut lake_start = full.clone();
+    lake_start.lake.clone_from(&config.lake);
+    Pipeline::new(lake_start).unwrap().run(first).await.unwrap();
+
+    // The last day's facts are not in the source before its night: a
+    // window ends on its night's date, a full refresh reads every row.
+    execute_sql(
+        &config,
+        "CREATE TABLE sales_later AS SELECT * FROM sales WHERE trans_dt = '2026-01-09';
+         DELETE FROM sales WHERE trans_dt = '2026-01-09';
+         CREATE TABLE inventory_later AS SELECT * FROM inventory WHERE cal_dt = '2026-01-09';
+         DELETE FROM inventory WHERE cal_dt = '2026-01-09';",
+    );
+    let clock = Arc::new(TestClock::at(utc("2026-01-09T01:30:00Z")));
+    let o = orchestrator_with(config.clone(), Arc::clone(&clock));
+    assert!(o.schedule_due_runs().unwrap().is_empty());
+    for night in ["2026-01-08", "2026-01-09"] {
+        let date: NaiveDate = night.parse().unwrap();
+        if night == "2026-01-09" {
+            execute_sql(
+                &config,
+                "INSERT INTO sales SELECT * FROM sales_later; INSERT INTO inventory SELECT * FROM inventory_later;",
+            );
+        }
+        let extraction = utc(&format!("{}T02:30:00Z", date + chrono::Days::new(1)));
+        // A late change inside the lookback, before the night's extraction.
+        execute_sql(
+            &config,
+            &format!(
+                "UPDATE sales SET sales_amt = sales_amt + 1 WHERE trans_dt = '{}'",
+                date - chrono::Days::new(3)
+            ),
+        );
+        clock.sleep((extraction - o.now()).to_std().unwrap()).await;
+        let created = o.schedule_due_runs().unwrap();
+        assert_eq!(created.len(), 1, "{night}");
+        let run = &created[0];
+        assert_eq!(run.logical_date, date);
+        assert_eq!(o.execute(&run.run_id).await.unwrap(), RunState::Success);
+        let tasks = o.history.tasks(&run.run_id).unwrap();
+        let window = &task(&tasks, TaskId::Extract(Table::Sales)).figures["window"];
+        // 7 days back is 2026-01-01 or 01-02, in the retail week that
+        // starts on Sunday 2025-12-28.
+        assert_eq!(
+            window,
+            &serde_json::json!({"from": "2025-12-28", "to": night})
+        );
+        assert_eq!(
+            task(&tasks, TaskId::Extract(Table::Store)).figures["window"],
+            "full"
+        );
+        Pipeline::new(full.clone())
+            .unwrap()
+            .run(date)
+            .await
+            .unwrap();
+        assert_eq!(fact_csv(&config).await, fact_csv(&full).await, "{night}");
+    }
+}
+
+/// A webhook receiver on loopback: the body of each POST it answers.
+async fn webhook_receiver() -> (
+    String,
+    tokio::sync::mpsc::UnboundedReceiver<serde_json::Value>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut request = Vec::new();
+            let mut buffer = [0u8; 4096];
+            let body = loop {
+                let n = stream.read(&mut buffer).await.unwrap();
+                request.extend_from_slice(&buffer[..n]);
+                let text = String::from_utf8_lossy(&request).to_string();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let length = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap())
+                        })
+                        .unwrap_or(0);
+                    if body.len() >= length || n == 0 {
+                        break body.to_string();
+                    }
+                }
+            };
+            let _ = tx.send(serde_json::from_str(&body).unwrap());
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                .await;
+        }
+    });
+    (url, rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scheduled_reconciliation_notifies_a_drift_and_repairs_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    config.lookback_days = Some(7);
+    config.serve.reconcile_schedule = "0 5 * * 0".to_string();
+    config.serve.reconcile_days = 28;
+    config.serve.reconcile_repair = true;
+    let (url, mut received) = webhook_receiver().await;
+    config.notify.webhook = Some(crate::config::WebhookConfig {
+        url,
+        bearer_token_file: None,
+        format: Default::default(),
+        timeout_secs: 10,
+        allow_plaintext_credentials: false,
+    });
+    generated_source(&config).await;
+    let date: NaiveDate = "2026-01-10".parse().unwrap();
+    let pipeline = Pipeline::new(Config {
+        lookback_days: None,
+        ..config.clone()
+    })
+    .unwrap();
+    pipeline.run(date).await.unwrap();
+    // A change three weeks back, beyond any night's window.
+    execute_sql(
+        &config,
+        "UPDATE sales SET sales_qty = sales_qty + 2 WHERE trans_dt = '2025-12-16'",
+    );
+
+    // Saturday evening: the Sunday 05:00 reconciliation is not due yet.
+    let clock = Arc::new(TestClock::at(utc("2026-01-10T20:00:00Z")));
+    let o = Arc::new(orchestrator_with(config.clone(), Arc::clone(&clock)));
+    let reconciler = o.reconciler.as_ref().unwrap();
+    assert!(!reconciler.take_due(o.now()));
+    clock.sleep(std::time::Duration::from_secs(9 * 3600)).await;
+    assert!(reconciler.take_due(o.now()), "due at 05:00 on Sunday");
+    assert!(!reconciler.take_due(o.now()), "only once");
+
+    let report = o.reconcile().await.unwrap().unwrap();
+    let weeks: Vec<_> = report.comparison.drifted.iter().map(|d| d.week).collect();
+    assert_eq!(weeks, [(2025, 51)], "{report}");
+    assert!(report.repaired.is_some(), "{report}");
+    let sent = received.recv().await.unwrap();
+    assert_eq!(sent["event"], "drift");
+    assert_eq!(sent["repaired"], true);
+    assert_eq!(sent["from"], "2025-12-14", "{sent}");
+    assert_eq!(sent["to"], "2026-01-10", "{sent}");
+    assert!(
+        sent["weeks"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("2025 week 51 (2025-12-14 to 2025-12-20)"),
+        "{sent}"
+    );
+
+    let full = full_refresh(&config, dir.path());
+    Pipeline::new(full.clone())
+        .unwrap()
+        .run(date)
+        .await
+        .unwrap();
+    assert_eq!(fact_csv(&config).await, fact_csv(&full).await);
+    let again = o.reconcile().await.unwrap().unwrap();
+    assert!(again.comparison.drifted.is_empty(), "{again}");
+}

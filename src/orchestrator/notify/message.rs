@@ -47,6 +47,17 @@ pub enum Event {
         /// What the run did, in the order to show it.
         figures: Vec<(String, String)>,
     },
+    /// The scheduled reconciliation found weeks whose lake figures differ
+    /// from the source's.
+    Drift {
+        /// The first and last day compared (whole weeks around them).
+        from: NaiveDate,
+        to: NaiveDate,
+        /// One line per week, with both figures.
+        weeks: Vec<String>,
+        /// Whether they were republished.
+        repaired: bool,
+    },
 }
 
 impl Event {
@@ -57,6 +68,7 @@ impl Event {
             Event::SensorTimeout { .. } => "sensor_timeout",
             Event::Failure { .. } => "failure",
             Event::Success { .. } => "success",
+            Event::Drift { .. } => "drift",
         }
     }
 }
@@ -71,6 +83,17 @@ impl Notification {
             }
             Event::Failure { task, .. } => format!("[shelfline] run {run} failed at task {task}"),
             Event::Success { .. } => format!("[shelfline] run {run} succeeded"),
+            Event::Drift {
+                weeks, repaired, ..
+            } => {
+                let done = if *repaired {
+                    "republished"
+                } else {
+                    "to repair"
+                };
+                let weeks = plural(weeks.len(), "week");
+                format!("[shelfline] {weeks} of the lake drifted from the source, {done}")
+            }
         }
     }
 
@@ -134,6 +157,27 @@ impl Notification {
                     }
                 }
             }
+            Event::Drift {
+                from,
+                to,
+                weeks,
+                repaired,
+            } => {
+                text.push_str(&format!(
+                    "The reconciliation of DAG {dag} compared the source and the lake\n\
+                     from {from} to {to}. These weeks differ:\n\n"
+                ));
+                for week in weeks {
+                    text.push_str(&format!("  - {week}\n"));
+                }
+                text.push_str(&match repaired {
+                    true => "\nThey were extracted again and republished.\n".to_string(),
+                    false => format!(
+                        "\nWhat to do: republish them from the source with\n\
+                         \n    shelfline reconcile --from {from} --to {to} --repair\n"
+                    ),
+                });
+            }
         }
         text
     }
@@ -181,6 +225,14 @@ impl Notification {
                     .collect();
                 json!({ "figures": figures })
             }
+            Event::Drift {
+                from,
+                to,
+                weeks,
+                repaired,
+            } => json!({
+                "from": from.to_string(), "to": to.to_string(), "weeks": weeks, "repaired": repaired
+            }),
         };
         if let (Some(all), serde_json::Value::Object(fields)) = (value.as_object_mut(), fields) {
             all.extend(fields);
@@ -366,6 +418,34 @@ mod tests {
                 "figures": {"rows_written": "1234", "weeks": "2"},
             })
         );
+    }
+
+    #[test]
+    fn drift_lists_the_weeks_and_how_to_repair_them() {
+        let week = "2024 week 51 (2024-12-15 to 2024-12-21): source 10 rows, sales_qty 4.00, sales_amt 120.00, 70 snapshots; lake 10 rows, sales_qty 4.00, sales_amt 20.00, 70 snapshots";
+        let event = |repaired| Event::Drift {
+            from: NaiveDate::from_ymd_opt(2024, 12, 3).unwrap(),
+            to: NaiveDate::from_ymd_opt(2025, 1, 6).unwrap(),
+            weeks: vec![week.to_string()],
+            repaired,
+        };
+        let n = notification(event(false));
+        assert_eq!(n.event.kind(), "drift");
+        assert_eq!(
+            n.subject(),
+            "[shelfline] 1 week of the lake drifted from the source, to repair"
+        );
+        let body = n.body();
+        assert!(body.contains(&format!("\n  - {week}\n")), "{body}");
+        assert!(
+            body.contains("shelfline reconcile --from 2024-12-03 --to 2025-01-06 --repair"),
+            "{body}"
+        );
+        assert_eq!(n.to_json()["weeks"], json!([week]));
+        assert_eq!(n.to_json()["repaired"], json!(false));
+        let repaired = notification(event(true));
+        assert!(repaired.subject().ends_with("republished"));
+        assert!(!repaired.body().contains("--repair"));
     }
 
     #[test]

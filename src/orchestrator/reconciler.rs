@@ -1,0 +1,143 @@
+//! The scheduled reconciliation (`[serve] reconcile_schedule`): on its own
+//! cron, the daemon compares the source and the lake over the last
+//! `reconcile_days` days ([`crate::reconcile`]), republishes the weeks that
+//! drifted when `reconcile_repair` is set, and notifies when some did (or
+//! when it could not compare). A fire missed while the daemon was down is
+//! not caught up: the next one compares the same days and more.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use chrono::{DateTime, Days, Utc};
+use chrono_tz::Tz;
+
+use super::notify::{Event, Notification};
+use super::schedule::{Schedule, ScheduleError};
+use super::{Orchestrator, parse_schedule};
+use crate::config::ServeConfig;
+use crate::pipeline::{PipelineError, ReconcileReport};
+use crate::window::DateRange;
+
+/// When the reconciliation runs, and whether one is running.
+#[derive(Debug)]
+pub struct Reconciler {
+    schedule: Schedule,
+    /// Fires up to this time were handled.
+    handled: Mutex<DateTime<Utc>>,
+    running: AtomicBool,
+    days: u32,
+    repair: bool,
+}
+
+impl Reconciler {
+    /// The reconciliation `serve` sets up, handled up to `now`; `None`
+    /// when `reconcile_schedule` is empty.
+    pub fn new(
+        serve: &ServeConfig,
+        timezone: Tz,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Reconciler>, ScheduleError> {
+        let schedule = parse_schedule("reconcile_schedule", &serve.reconcile_schedule, timezone)?;
+        Ok(schedule.map(|schedule| Reconciler {
+            schedule,
+            handled: Mutex::new(now),
+            running: AtomicBool::new(false),
+            days: serve.reconcile_days,
+            repair: serve.reconcile_repair,
+        }))
+    }
+
+    /// The next fire after `now`.
+    pub fn next_wake(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.schedule.next_after(now)
+    }
+
+    /// Whether the schedule fired since the last call (the first call
+    /// counts from the daemon's start); marks it handled.
+    pub fn take_due(&self, now: DateTime<Utc>) -> bool {
+        let mut handled = self.handled.lock().unwrap_or_else(|e| e.into_inner());
+        let fired = self
+            .schedule
+            .next_after(*handled)
+            .is_some_and(|fire| fire <= now);
+        *handled = (*handled).max(now);
+        fired
+    }
+}
+
+impl Orchestrator {
+    /// Starts the reconciliation when its schedule fired and none is
+    /// running (one that lasts past the next fire is not doubled).
+    pub(super) fn start_due_reconcile(self: &std::sync::Arc<Self>) {
+        let Some(reconciler) = &self.reconciler else {
+            return;
+        };
+        if !reconciler.take_due(self.clock.now()) || reconciler.running.swap(true, Ordering::SeqCst)
+        {
+            return;
+        }
+        let me = std::sync::Arc::clone(self);
+        tokio::spawn(async move {
+            let _ = me.reconcile().await;
+            if let Some(reconciler) = &me.reconciler {
+                reconciler.running.store(false, Ordering::SeqCst);
+            }
+        });
+    }
+
+    /// Reconciles the last `reconcile_days` days up to yesterday (in the
+    /// schedules' time zone), repairing when `reconcile_repair` is set;
+    /// notifies a drift or a failure. `None` when no reconciliation is
+    /// configured.
+    pub async fn reconcile(&self) -> Option<Result<ReconcileReport, PipelineError>> {
+        let reconciler = self.reconciler.as_ref()?;
+        let now = self.clock.now();
+        let to = self.yesterday(now);
+        let from = to
+            .checked_sub_days(Days::new(u64::from(reconciler.days.saturating_sub(1))))
+            .unwrap_or(to);
+        let range = DateRange { from, to };
+        tracing::info!("reconciling the source and the lake from {from} to {to}");
+        let result = self.pipeline.reconcile(range, reconciler.repair).await;
+        let event = match &result {
+            Ok(report) if report.comparison.drifted.is_empty() => {
+                tracing::info!("reconciled {from} to {to}: no week drifted");
+                None
+            }
+            Ok(report) => {
+                tracing::warn!("{}", report.to_string().trim_end());
+                Some(Event::Drift {
+                    from,
+                    to,
+                    weeks: report
+                        .comparison
+                        .drifted
+                        .iter()
+                        .map(|d| d.to_string())
+                        .collect(),
+                    repaired: report.repaired.is_some(),
+                })
+            }
+            Err(e) => {
+                tracing::warn!("the reconciliation of {from} to {to} failed: {e}");
+                Some(Event::Failure {
+                    task: "reconcile".to_string(),
+                    error: crate::text::clip(&e.to_string(), crate::text::MESSAGE_CHARS),
+                    attempts: 1,
+                })
+            }
+        };
+        if let Some(event) = event.filter(|event| self.notifier.wants(event)) {
+            let notification = Notification {
+                dag_id: self.dag_id.clone(),
+                run_id: format!("reconcile__{}", now.format("%Y-%m-%dT%H:%M:%SZ")),
+                logical_date: to,
+                event,
+            };
+            if let Err(e) = self.notifier.send(&notification).await {
+                tracing::warn!("the reconciliation's notification failed: {e}");
+            }
+        }
+        Some(result)
+    }
+}
