@@ -50,6 +50,16 @@ pub enum ExtractError {
     GaveUp { attempts: u32, source: SourceError },
     #[error("the source's calendar: {0}")]
     Window(#[from] WindowError),
+    #[error("{what} failed: {message}")]
+    Task { what: &'static str, message: String },
+    #[error(
+        "source table {table} has {rows} rows whose {column} is NULL or not a date; no window holds them, so an incremental night would leave them out: fix them in the source (a full extraction fails on them too)"
+    )]
+    Undated {
+        table: Table,
+        column: &'static str,
+        rows: u64,
+    },
 }
 
 /// How a table is read again when its source connection drops: from its
@@ -98,8 +108,11 @@ impl ExtractReport {
 /// How the tables of a date are read and written.
 #[derive(Debug, Clone)]
 pub struct Extraction {
+    /// The logical date the raw files are named by.
     pub date: NaiveDate,
+    /// The raw files' format.
     pub format: RawFormat,
+    /// How a table whose connection drops is read again.
     pub retry: Retry,
     /// The fact rows to read: every row (`None`), or those whose business
     /// date lies in one of these ranges. Dimensions are read whole.
@@ -135,21 +148,33 @@ pub async fn source_calendar(source: &Source) -> Result<Calendar, ExtractError> 
         Ok::<_, SourceError>(batches)
     })
     .await
-    .map_err(|e| ExtractError::Write {
-        file: "(calendar)".to_string(),
+    .map_err(|e| ExtractError::Task {
+        what: "reading the source's calendar",
         message: e.to_string(),
     })??;
     Ok(Calendar::from_batches(&batches))
 }
 
 /// The window of a night on `date` that looks back `lookback_days`, per
-/// the source's own calendar.
+/// the source's own calendar. When the lake's last night, `published`, is
+/// more than a day behind (nights missed or failed), the window reaches
+/// back as far as the first missed night's would have, so that no day in
+/// between is left out.
 pub async fn fact_window(
     source: &Source,
     date: NaiveDate,
     lookback_days: u32,
+    published: NaiveDate,
 ) -> Result<DateRange, ExtractError> {
-    Ok(source_calendar(source).await?.window(date, lookback_days)?)
+    let first_missed = published.succ_opt().unwrap_or(published).min(date);
+    let behind = u32::try_from((date - first_missed).num_days()).unwrap_or(u32::MAX);
+    if behind > 0 {
+        tracing::info!(
+            "the lake's last night is {published}: the window of {date} reaches back over the {behind} nights since"
+        );
+    }
+    let lookback = lookback_days.saturating_add(behind);
+    Ok(source_calendar(source).await?.window(date, lookback)?)
 }
 
 /// Extracts the five tables of `source` into `raw` per `extraction`, then
@@ -161,6 +186,16 @@ pub async fn extract(
     extraction: &Extraction,
 ) -> Result<ExtractReport, ExtractError> {
     let started = Instant::now();
+    if extraction
+        .dates
+        .as_ref()
+        .is_some_and(|dates| dates.len() > 1)
+    {
+        return Err(ExtractError::Task {
+            what: "writing a raw set of several date ranges",
+            message: "a raw set's window is one range (contract section 2)".to_string(),
+        });
+    }
     check_source(source).await?;
     let tasks: Vec<_> = Table::ALL
         .into_iter()
@@ -190,12 +225,10 @@ pub async fn extract(
     }
     let entries = tables.iter().map(|t| (t.table, t.entry.clone()));
     write_manifest(raw, extraction.date, entries).await?;
-    let window = extraction.dates.as_ref().and_then(|d| {
-        Some(DateRange {
-            from: d.first()?.from,
-            to: d.last()?.to,
-        })
-    });
+    let window = match extraction.window(Table::Sales) {
+        Window::Range { from, to } => Some(DateRange { from, to }),
+        Window::Full(_) => None,
+    };
     Ok(ExtractReport {
         date: extraction.date,
         window,
@@ -245,7 +278,8 @@ pub async fn extract_table(
     table: Table,
     extraction: &Extraction,
 ) -> Result<ExtractedTable, ExtractError> {
-    if extraction.dates.is_some() {
+    if extraction.dates.is_some() && table.window_column().is_some() {
+        check_dated(source, table).await?;
         warn_on_missing_index(source, table).await;
     }
     let retry = extraction.retry;
@@ -270,6 +304,26 @@ pub async fn extract_table(
             }
             other => return other,
         }
+    }
+}
+
+/// Fails when the fact `table` holds rows that no window can hold (a NULL
+/// or unreadable business date), which a full extraction would fail on.
+async fn check_dated(source: &Source, table: Table) -> Result<(), ExtractError> {
+    let checked = source.clone();
+    let rows = tokio::task::spawn_blocking(move || checked.undated_rows(table))
+        .await
+        .map_err(|e| ExtractError::Task {
+            what: "counting undated rows",
+            message: e.to_string(),
+        })??;
+    match rows {
+        0 => Ok(()),
+        rows => Err(ExtractError::Undated {
+            table,
+            column: table.window_column().unwrap_or_default(),
+            rows,
+        }),
     }
 }
 

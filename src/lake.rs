@@ -465,8 +465,8 @@ impl Lake {
         if options.allow_shrink {
             return Ok(());
         }
-        // A window's scope is the weeks its output holds: the publication
-        // replaces exactly those.
+        // A window's scope is the calendar weeks it covers: the
+        // publication replaces exactly those.
         let mut published = self.week_rows(&table)?;
         published.retain(|week, _| publication.fact_scope.covers(week));
         guard::check_shrink(

@@ -41,9 +41,9 @@ pub enum PipelineError {
     #[error("lake: {0}")]
     Lake(#[from] LakeError),
     #[error(
-        "reconcile --repair: the lake has no published fact table to repair; run a night first"
+        "reconcile: the lake has no fact table published by a night yet (none, or none that records its logical date); run a night first"
     )]
-    NothingToRepair,
+    NothingPublished,
 }
 
 /// The outcome of registering the lake in Glue after a publication.
@@ -61,7 +61,9 @@ pub struct Pipeline {
 /// What `reconcile` found, and what its repair published.
 #[derive(Debug, Clone)]
 pub struct ReconcileReport {
+    /// The weeks compared and those that drifted.
     pub comparison: Comparison,
+    /// What `--repair` published; `None` without it or without a drift.
     pub repaired: Option<TransformReport>,
 }
 
@@ -146,33 +148,41 @@ impl Pipeline {
     }
 
     /// How the tables of `date` are read: whole, or with `lookback_days`
-    /// the facts from the first day of the calendar week (per the source's
-    /// calendar) holding `date - lookback_days`, to `date`. While the lake
-    /// has no fact table, whole: a window would publish only its weeks.
+    /// the facts of the window [`extract::fact_window`] gives, which reaches
+    /// back further when the lake's last night is more than a day behind.
+    /// While the lake has no fact table published by a night, whole (with
+    /// a warning naming the lake): a window would publish only its weeks.
     pub async fn extraction(
         &self,
         date: NaiveDate,
         format: RawFormat,
         lookback_days: Option<u32>,
     ) -> Result<Extraction, PipelineError> {
-        let dates = match lookback_days {
-            Some(days) if self.lake.version(FACT_TABLE).await?.is_some() => {
-                Some(vec![extract::fact_window(&self.source, date, days).await?])
-            }
-            Some(_) => {
-                tracing::info!(
-                    "the lake has no {FACT_TABLE} yet: extracting full snapshots of the facts this once, windows from the next night on"
-                );
-                None
-            }
-            None => None,
+        let Some(days) = lookback_days else {
+            return Ok(self.full_extraction(date, format));
         };
+        let Some(published) = self.lake.logical_date(FACT_TABLE).await? else {
+            tracing::warn!(
+                "the lake at {} has no {FACT_TABLE} published by a night yet: extracting full snapshots of the facts this once, windows from the next night on",
+                self.lake.root()
+            );
+            return Ok(self.full_extraction(date, format));
+        };
+        let window = extract::fact_window(&self.source, date, days, published).await?;
         Ok(Extraction {
+            dates: Some(vec![window]),
+            ..self.full_extraction(date, format)
+        })
+    }
+
+    /// Every row of every table, for `date`.
+    fn full_extraction(&self, date: NaiveDate, format: RawFormat) -> Extraction {
+        Extraction {
             date,
             format,
             retry: self.source_retry(),
-            dates,
-        })
+            dates: None,
+        }
     }
 
     /// Writes the manifest of `date` listing `entries`, once every table's
@@ -272,12 +282,18 @@ impl Pipeline {
         repair: bool,
     ) -> Result<ReconcileReport, PipelineError> {
         self.lake.root().verify().await?;
+        let published = self
+            .lake
+            .logical_date(FACT_TABLE)
+            .await?
+            .ok_or(PipelineError::NothingPublished)?;
         let calendar = extract::source_calendar(&self.source).await?;
+        let (source, lake, config) = (&self.source, &self.lake, &self.config);
         let comparison =
-            reconcile::compare(&self.source, &calendar, &self.lake, &self.config, range).await?;
+            reconcile::compare(source, &calendar, lake, config, range, published).await?;
         let weeks: BTreeSet<Week> = comparison.drifted.iter().map(|d| d.week).collect();
         let repaired = match repair && !weeks.is_empty() {
-            true => Some(self.repair(&calendar, &weeks).await?),
+            true => Some(self.repair(&calendar, &weeks, published).await?),
             false => None,
         };
         Ok(ReconcileReport {
@@ -286,23 +302,20 @@ impl Pipeline {
         })
     }
 
-    /// Republishes `weeks` of the fact table from the source: their rows
-    /// are extracted into a scratch raw zone (never the real one, whose
-    /// sets belong to their nights), computed and checked as any night's,
-    /// and published in one commit that replaces exactly those weeks,
-    /// under the lake's current logical date; the dimensions are left as
-    /// they are.
+    /// Republishes `weeks` of the fact table from the source, up to the
+    /// lake's logical date `date`: their rows are extracted into a scratch
+    /// raw zone (never the real one, whose sets belong to their nights),
+    /// computed and checked as any night's, and published in one commit
+    /// that replaces exactly those weeks (and any week sharing days with
+    /// them in a calendar whose weeks are not contiguous), under `date`;
+    /// the dimensions are left as they are.
     async fn repair(
         &self,
         calendar: &Calendar,
         weeks: &BTreeSet<Week>,
+        date: NaiveDate,
     ) -> Result<TransformReport, PipelineError> {
-        let date = self
-            .lake
-            .logical_date(FACT_TABLE)
-            .await?
-            .ok_or(PipelineError::NothingToRepair)?;
-        let ranges = calendar.ranges_of(weeks);
+        let ranges = calendar.ranges_of(weeks, date);
         let scratch = transform::scratch::Scratch::create(&self.config.scratch_dir)
             .map_err(TransformError::Scratch)?;
         let raw = Location::parse(&scratch.path().display().to_string(), &self.config.s3)?;
@@ -348,8 +361,9 @@ impl std::fmt::Display for ReconcileReport {
         let comparison = &self.comparison;
         writeln!(
             f,
-            "reconcile  {} weeks compared, {} drifted",
+            "reconcile  {} weeks compared up to {}, {} drifted",
             comparison.weeks.len(),
+            comparison.until,
             comparison.drifted.len()
         )?;
         for drift in &comparison.drifted {

@@ -10,6 +10,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
+use chrono::NaiveDate;
+
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{Date32Type, Decimal128Type, Int32Type, Int64Type};
 
@@ -54,34 +56,45 @@ pub struct WeekFigures {
 /// A week whose figures differ.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Drift {
+    /// The calendar week.
     pub week: Week,
+    /// Its first and last day compared.
     pub days: DateRange,
+    /// What the source's rows add up to.
     pub source: WeekFigures,
+    /// What the published fact adds up to.
     pub lake: WeekFigures,
 }
 
 /// The comparison of the weeks of one date range.
 #[derive(Debug, Clone)]
 pub struct Comparison {
-    /// The whole weeks compared.
+    /// The weeks compared.
     pub weeks: Vec<Week>,
+    /// The last day compared: the end of the range asked for, or the
+    /// lake's logical date when earlier (later days are not published yet).
+    pub until: NaiveDate,
+    /// The weeks whose figures differ.
     pub drifted: Vec<Drift>,
 }
 
 /// The weeks touching `range` in the source's `calendar`, compared one by
-/// one between `source` and the fact table of `lake`.
+/// one between `source` and the fact table of `lake` as published on
+/// `published` (its logical date): days after it are left out.
 pub async fn compare(
     source: &Source,
     calendar: &Calendar,
     lake: &Lake,
     config: &Config,
     range: DateRange,
+    published: NaiveDate,
 ) -> Result<Comparison, ReconcileError> {
-    let weeks = calendar.weeks_in(&[range]);
+    let until = range.to.min(published);
+    let weeks = calendar.weeks_in(&[DateRange { to: until, ..range }]);
     if weeks.is_empty() {
         return Err(ReconcileError::NoWeeks(range));
     }
-    let in_source = source_figures(source, calendar, &weeks).await?;
+    let in_source = source_figures(source, calendar, &weeks, until).await?;
     let in_lake = lake_figures(lake, config, &weeks).await?;
     let drifted = weeks
         .iter()
@@ -89,6 +102,10 @@ pub async fn compare(
             let source = in_source.get(week).copied().unwrap_or_default();
             let lake = in_lake.get(week).copied().unwrap_or_default();
             let days = calendar.days_of(*week)?;
+            let days = DateRange {
+                to: days.to.min(until),
+                ..days
+            };
             (source != lake).then_some(Drift {
                 week: *week,
                 days,
@@ -99,28 +116,41 @@ pub async fn compare(
         .collect();
     Ok(Comparison {
         weeks: weeks.into_iter().collect(),
+        until,
         drifted,
     })
 }
 
-/// Per week, what the fact built from the source's rows of `weeks` adds
-/// up to.
+/// Per week, what the fact built from the source's rows of `weeks` up to
+/// `until` adds up to. The weeks are read one at a time, so memory holds
+/// one week's store × product pairs.
 async fn source_figures(
     source: &Source,
     calendar: &Calendar,
     weeks: &BTreeSet<Week>,
+    until: NaiveDate,
 ) -> Result<BTreeMap<Week, WeekFigures>, ReconcileError> {
-    let ranges = calendar.ranges_of(weeks);
-    let (source, calendar) = (source.clone(), calendar.clone());
+    let (source, calendar, weeks) = (source.clone(), calendar.clone(), weeks.clone());
     tokio::task::spawn_blocking(move || {
-        let mut tally = Tally::default();
-        for table in Table::FACTS {
-            source.read_table(table, Rows::Dated(&ranges), SOURCE_BATCH_ROWS, |batch| {
-                tally.add(&calendar, table, &batch);
-                Ok(())
-            })?;
+        let mut figures = BTreeMap::new();
+        for week in weeks {
+            let Some(days) = calendar.days_of(week) else {
+                continue;
+            };
+            let span = [DateRange {
+                to: days.to.min(until),
+                ..days
+            }];
+            let mut tally = Tally::new(week);
+            for table in Table::FACTS {
+                source.read_table(table, Rows::Dated(&span), SOURCE_BATCH_ROWS, |batch| {
+                    tally.add(&calendar, table, &batch);
+                    Ok(())
+                })?;
+            }
+            figures.insert(week, tally.figures());
         }
-        Ok(tally.figures())
+        Ok(figures)
     })
     .await
     .map_err(|e| ReconcileError::Task(e.to_string()))?
@@ -129,14 +159,23 @@ async fn source_figures(
 /// A row's (`store_key`, `prod_key`).
 type StoreProduct = (Option<i32>, Option<i32>);
 
-/// The source's rows added up per week.
-#[derive(Default)]
+/// The source's rows of one week added up (rows of other weeks that a
+/// span holds, in a calendar whose weeks are not contiguous, are left out).
 struct Tally {
-    figures: BTreeMap<Week, WeekFigures>,
-    pairs: BTreeMap<Week, HashSet<StoreProduct>>,
+    week: Week,
+    figures: WeekFigures,
+    pairs: HashSet<StoreProduct>,
 }
 
 impl Tally {
+    fn new(week: Week) -> Tally {
+        Tally {
+            week,
+            figures: WeekFigures::default(),
+            pairs: HashSet::new(),
+        }
+    }
+
     fn add(&mut self, calendar: &Calendar, table: Table, batch: &RecordBatch) {
         let column = |name: &str| batch.column_by_name(name).expect("a contract column");
         let date = column(table.window_column().expect("a fact table"));
@@ -159,28 +198,27 @@ impl Tally {
                 .then(|| date_from_days(days.value(row)))
                 .flatten()
                 .and_then(|day| calendar.week_of(day));
-            let Some(week) = week else {
+            if week != Some(self.week) {
                 continue;
-            };
-            let figures = self.figures.entry(week).or_default();
+            }
+            let figures = &mut self.figures;
             if table == Table::Sales {
-                figures.sales_qty += value(column("sales_qty").as_ref(), row);
-                figures.sales_amt += value(column("sales_amt").as_ref(), row);
+                let qty = value(column("sales_qty").as_ref(), row);
+                let amt = value(column("sales_amt").as_ref(), row);
+                figures.sales_qty = figures.sales_qty.saturating_add(qty);
+                figures.sales_amt = figures.sales_amt.saturating_add(amt);
             } else {
                 figures.snapshots += 1;
             }
-            self.pairs
-                .entry(week)
-                .or_default()
-                .insert((key(stores, row), key(products, row)));
+            self.pairs.insert((key(stores, row), key(products, row)));
         }
     }
 
-    fn figures(mut self) -> BTreeMap<Week, WeekFigures> {
-        for (week, pairs) in self.pairs {
-            self.figures.entry(week).or_default().rows = pairs.len() as u64;
+    fn figures(self) -> WeekFigures {
+        WeekFigures {
+            rows: self.pairs.len() as u64,
+            ..self.figures
         }
-        self.figures
     }
 }
 
@@ -190,9 +228,12 @@ async fn lake_figures(
     config: &Config,
     weeks: &BTreeSet<Week>,
 ) -> Result<BTreeMap<Week, WeekFigures>, ReconcileError> {
+    let years = weeks.iter().map(|week| week.0);
+    let (first, last) = (years.clone().min().unwrap_or(0), years.max().unwrap_or(0));
     let sql = format!(
         "SELECT yr_num, wk_num, count(*), sum(total_sales_qty), sum(total_sales_amt), \
-         sum(inventory_days) FROM {FACT_TABLE} GROUP BY yr_num, wk_num"
+         sum(inventory_days) FROM {FACT_TABLE} WHERE yr_num BETWEEN {first} AND {last} \
+         GROUP BY yr_num, wk_num"
     );
     let batches = query::run(lake, config, &sql).await?;
     let mut figures = BTreeMap::new();

@@ -21,7 +21,9 @@ pub type Week = (i32, i32);
 /// The days `from` to `to`, both included.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct DateRange {
+    /// The first day.
     pub from: NaiveDate,
+    /// The last day.
     pub to: NaiveDate,
 }
 
@@ -42,11 +44,11 @@ impl std::fmt::Display for DateRange {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum WindowError {
     #[error(
-        "{date} is not in the calendar table, so the week a window starting there belongs to is unknown; add the date to calendar or choose another lookback"
+        "no day of the calendar table is on or before {date}, so the week a window starting there belongs to is unknown; add the dates to calendar or choose a shorter lookback"
     )]
     NotInCalendar { date: NaiveDate },
     #[error(
-        "the window starts on {from}, in the middle of {year} week {week} (which starts on {first}): that week would be recomputed from part of its rows; start the window on {first}"
+        "the window starts on {from}, but {year} week {week} has days from {first}: that week would be recomputed from part of its rows; start the window on {first}"
     )]
     MidWeek {
         from: NaiveDate,
@@ -60,7 +62,7 @@ pub enum WindowError {
 #[derive(Debug, Clone, Default)]
 pub struct Calendar {
     week_of: BTreeMap<NaiveDate, Week>,
-    days: BTreeMap<Week, DateRange>,
+    days: BTreeMap<Week, BTreeSet<NaiveDate>>,
 }
 
 impl Calendar {
@@ -93,14 +95,12 @@ impl Calendar {
     }
 
     fn insert(&mut self, day: NaiveDate, week: Week) {
-        self.week_of.insert(day, week);
-        self.days
-            .entry(week)
-            .and_modify(|range| {
-                range.from = range.from.min(day);
-                range.to = range.to.max(day);
-            })
-            .or_insert(DateRange { from: day, to: day });
+        if let Some(before) = self.week_of.insert(day, week)
+            && let Some(days) = self.days.get_mut(&before)
+        {
+            days.remove(&day);
+        }
+        self.days.entry(week).or_default().insert(day);
     }
 
     /// The week `date` belongs to.
@@ -110,36 +110,69 @@ impl Calendar {
 
     /// The first and last day of `week`.
     pub fn days_of(&self, week: Week) -> Option<DateRange> {
-        self.days.get(&week).copied()
+        let days = self.days.get(&week)?;
+        Some(DateRange {
+            from: *days.first()?,
+            to: *days.last()?,
+        })
     }
 
     /// The window of a night on `date` looking back `lookback_days`: from
-    /// the first day of the calendar week that holds `date - lookback_days`,
-    /// to `date`.
+    /// the first day of the calendar week that holds `date - lookback_days`
+    /// (the last calendar day before it, when the calendar skips that
+    /// day), to `date`. When a week the window touches has days before
+    /// that (a calendar whose weeks are not contiguous), the window starts
+    /// on the earliest of them, so that every week it touches is whole.
     pub fn window(&self, date: NaiveDate, lookback_days: u32) -> Result<DateRange, WindowError> {
         let back = date
             .checked_sub_signed(Duration::days(i64::from(lookback_days)))
             .unwrap_or(NaiveDate::MIN);
-        let week = self
-            .week_of(back)
+        let (_, week) = self
+            .week_of
+            .range(..=back)
+            .next_back()
             .ok_or(WindowError::NotInCalendar { date: back })?;
-        let from = self.days[&week].from;
-        Ok(DateRange { from, to: date })
+        let mut from = self.days[week].first().copied().unwrap_or(back).min(back);
+        loop {
+            let earliest = self
+                .weeks_in(&[DateRange { from, to: date }])
+                .iter()
+                .filter_map(|week| self.days[week].first().copied())
+                .min()
+                .unwrap_or(from);
+            if earliest >= from {
+                return Ok(DateRange { from, to: date });
+            }
+            from = earliest;
+        }
     }
 
-    /// Checks that `range` starts on the first day of a calendar week.
-    pub fn check_start(&self, range: DateRange) -> Result<(), WindowError> {
-        let week = self
-            .week_of(range.from)
-            .ok_or(WindowError::NotInCalendar { date: range.from })?;
-        let first = self.days[&week].from;
-        if first != range.from {
-            return Err(WindowError::MidWeek {
-                from: range.from,
-                year: week.0,
-                week: week.1,
-                first,
-            });
+    /// Checks that every week with a day in `ranges` is whole in them: no
+    /// day of it lies before the end of the last range outside every range
+    /// (days after it are the days still to come of an open week).
+    pub fn check_whole_weeks(&self, ranges: &[DateRange]) -> Result<(), WindowError> {
+        let Some(end) = ranges.iter().map(|range| range.to).max() else {
+            return Ok(());
+        };
+        for week in self.weeks_in(ranges) {
+            let days = &self.days[&week];
+            let missing = days
+                .iter()
+                .find(|day| **day <= end && !ranges.iter().any(|range| range.contains(**day)));
+            if let Some(&first) = missing {
+                let from = ranges
+                    .iter()
+                    .filter(|range| range.from > first)
+                    .map(|range| range.from)
+                    .min()
+                    .unwrap_or(first);
+                return Err(WindowError::MidWeek {
+                    from,
+                    year: week.0,
+                    week: week.1,
+                    first,
+                });
+            }
         }
         Ok(())
     }
@@ -148,14 +181,39 @@ impl Calendar {
     pub fn weeks_in(&self, ranges: &[DateRange]) -> BTreeSet<Week> {
         ranges
             .iter()
+            .filter(|range| range.from <= range.to)
             .flat_map(|range| self.week_of.range(range.from..=range.to))
             .map(|(_, week)| *week)
             .collect()
     }
 
-    /// The days of `weeks` as ranges, adjacent weeks merged, in date order.
-    pub fn ranges_of(&self, weeks: &BTreeSet<Week>) -> Vec<DateRange> {
-        let mut spans: Vec<DateRange> = weeks.iter().filter_map(|w| self.days_of(*w)).collect();
+    /// The days of `weeks`, and of every week sharing a span with them, as
+    /// ranges, neighbours merged, in date order; a range ends on `until`
+    /// at the latest. The weeks are whole in the ranges (see
+    /// [`Calendar::check_whole_weeks`]).
+    pub fn ranges_of(&self, weeks: &BTreeSet<Week>, until: NaiveDate) -> Vec<DateRange> {
+        let mut weeks = weeks.clone();
+        loop {
+            let ranges = self.spans(&weeks, until);
+            let touched = self.weeks_in(&ranges);
+            if touched.is_subset(&weeks) {
+                return ranges;
+            }
+            weeks.extend(touched);
+        }
+    }
+
+    /// The spans (first to last day) of `weeks`, cut at `until`, merged.
+    fn spans(&self, weeks: &BTreeSet<Week>, until: NaiveDate) -> Vec<DateRange> {
+        let mut spans: Vec<DateRange> = weeks
+            .iter()
+            .filter_map(|week| self.days_of(*week))
+            .filter(|span| span.from <= until)
+            .map(|span| DateRange {
+                to: span.to.min(until),
+                ..span
+            })
+            .collect();
         spans.sort();
         let mut merged: Vec<DateRange> = Vec::new();
         for span in spans {
@@ -226,16 +284,19 @@ mod tests {
             from: day("2026-12-29"),
             to: day("2027-01-04"),
         };
-        let error = calendar.check_start(range).unwrap_err().to_string();
+        let error = calendar
+            .check_whole_weeks(&[range])
+            .unwrap_err()
+            .to_string();
         assert!(
-            error.contains("in the middle of 2026 week 53 (which starts on 2026-12-27)"),
+            error.contains("starts on 2026-12-29, but 2026 week 53 has days from 2026-12-27"),
             "{error}"
         );
         calendar
-            .check_start(DateRange {
+            .check_whole_weeks(&[DateRange {
                 from: day("2026-12-27"),
                 ..range
-            })
+            }])
             .unwrap();
     }
 
@@ -243,7 +304,7 @@ mod tests {
     fn weeks_become_ranges_with_neighbours_merged() {
         let calendar = calendar();
         let weeks = [(2026, 51), (2026, 52), (2027, 2)].into_iter().collect();
-        let ranges = calendar.ranges_of(&weeks);
+        let ranges = calendar.ranges_of(&weeks, day("2027-12-31"));
         assert_eq!(
             ranges,
             [
@@ -257,5 +318,65 @@ mod tests {
                 }
             ]
         );
+    }
+
+    /// A calendar that numbers weeks by the date's year and ISO week, so
+    /// its week (2025, 1) holds 2025-01-01 to 01-05 and 2025-12-29 to 12-31.
+    fn split_weeks() -> Calendar {
+        use chrono::Datelike;
+        let mut calendar = Calendar::default();
+        let mut date = day("2024-12-20");
+        while date <= day("2026-01-10") {
+            calendar.insert(date, (date.year(), date.iso_week().week() as i32));
+            date = date.succ_opt().unwrap();
+        }
+        calendar
+    }
+
+    #[test]
+    fn weeks_that_are_not_contiguous_are_recomputed_whole() {
+        let calendar = split_weeks();
+        // 2026-01-02 - 7 = 2025-12-26, in (2025, 52); the window also
+        // touches (2025, 1) from 12-29, whose days start on 2025-01-01.
+        let window = calendar.window(day("2026-01-02"), 7).unwrap();
+        assert_eq!(window.from, day("2025-01-01"), "{window}");
+        calendar.check_whole_weeks(&[window]).unwrap();
+        let partial = DateRange {
+            from: day("2025-12-22"),
+            to: day("2026-01-02"),
+        };
+        let error = calendar
+            .check_whole_weeks(&[partial])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("2025 week 1 has days from 2025-01-01"),
+            "{error}"
+        );
+        // A repair of (2025, 1) covers both its parts and the weeks between.
+        let ranges = calendar.ranges_of(&[(2025, 1)].into_iter().collect(), day("2026-01-10"));
+        calendar.check_whole_weeks(&ranges).unwrap();
+        assert_eq!(ranges[0].from, day("2025-01-01"));
+    }
+
+    #[test]
+    fn a_lookback_onto_a_day_the_calendar_skips_takes_the_day_before() {
+        let mut calendar = calendar();
+        calendar.days.values_mut().for_each(|days| {
+            days.remove(&day("2026-12-25"));
+        });
+        calendar.week_of.remove(&day("2026-12-25"));
+        let window = calendar.window(day("2027-01-01"), 7).unwrap();
+        assert_eq!(window.from, day("2026-12-20"));
+    }
+
+    #[test]
+    fn the_open_week_of_the_last_range_may_go_on_after_it() {
+        let calendar = calendar();
+        let night = DateRange {
+            from: day("2026-12-27"),
+            to: day("2026-12-29"),
+        };
+        calendar.check_whole_weeks(&[night]).unwrap();
     }
 }

@@ -255,11 +255,23 @@ async fn nights_equal_full_refreshes(source_url: Option<&str>) {
         "the late change should not have reached the lake yet"
     );
 
+    // The next day's rows are in the source already: the open week is
+    // compared up to the lake's last night only, so they are no drift.
+    let next = last + Days::new(1);
+    execute(
+        source,
+        &[
+            format!("INSERT INTO sales SELECT * FROM sales_later WHERE trans_dt = '{next}'"),
+            format!("INSERT INTO inventory SELECT * FROM inventory_later WHERE cal_dt = '{next}'"),
+        ],
+    )
+    .await;
     let range = DateRange {
         from: day(START),
-        to: last,
+        to: next,
     };
     let report = incremental.pipeline.reconcile(range, false).await.unwrap();
+    assert_eq!(report.comparison.until, last, "{report}");
     let drifted: Vec<_> = report.comparison.drifted.iter().map(|d| d.week).collect();
     assert_eq!(drifted, [(2022, 51)], "{report}");
     let drift = &report.comparison.drifted[0];
@@ -290,6 +302,58 @@ async fn postgresql_nights_equal_full_refreshes() {
         "SHELFLINE_TEST_POSTGRES_INCREMENTAL_URL",
     )))
     .await;
+}
+
+/// A night after nights that did not run reaches back over them: the
+/// lake then equals a full refresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lake_behind_its_window_catches_up() {
+    let (incremental, full) = workspaces(None);
+    prepare_source(&incremental.pipeline).await;
+    let mut first = incremental.pipeline.clone();
+    first.config.lookback_days = None;
+    first.run(day("2022-12-27")).await.unwrap();
+    let date = day("2023-01-12");
+    execute(
+        &incremental.pipeline.source,
+        &[
+            format!("INSERT INTO sales SELECT * FROM sales_later WHERE trans_dt <= '{date}'"),
+            format!("INSERT INTO inventory SELECT * FROM inventory_later WHERE cal_dt <= '{date}'"),
+        ],
+    )
+    .await;
+    let report = incremental.pipeline.run(date).await.unwrap();
+    // 2022-12-28 - 7 = 12-21, in the retail week from Sunday 12-18.
+    assert_eq!(report.extract.window.unwrap().from, day("2022-12-18"));
+    full.pipeline.run(date).await.unwrap();
+    assert_same_lakes(&incremental, &full, "after 16 days without a night").await;
+}
+
+/// Rows no window can hold (a NULL business date) fail an incremental
+/// extraction, as they fail a full one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undated_rows_fail_a_windowed_extraction() {
+    let (incremental, _) = workspaces(None);
+    prepare_source(&incremental.pipeline).await;
+    let mut first = incremental.pipeline.clone();
+    first.config.lookback_days = None;
+    first.run(day("2022-12-26")).await.unwrap();
+    execute(
+        &incremental.pipeline.source,
+        &["UPDATE sales SET trans_dt = NULL WHERE trans_id % 1000 = 1".to_string()],
+    )
+    .await;
+    let error = incremental
+        .pipeline
+        .run(day("2022-12-27"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("source table sales has")
+            && error.contains("rows whose trans_dt is NULL or not a date"),
+        "{error}"
+    );
 }
 
 /// A manifest whose window starts mid-week is refused, naming the week;
@@ -325,7 +389,7 @@ async fn a_window_starting_mid_week_is_refused() {
         .unwrap_err()
         .to_string();
     assert!(
-        error.contains("in the middle of 2022 week 52 (which starts on 2022-12-18)"),
+        error.contains("starts on 2022-12-20, but 2022 week 52 has days from 2022-12-18"),
         "{error}"
     );
     assert!(error.contains("nothing was published"), "{error}");

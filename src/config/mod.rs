@@ -51,10 +51,10 @@ pub enum EngineKind {
     Ballista,
 }
 
-/// Every setting of the pipeline, with its documented default.
 /// The longest lookback of an incremental night: ten years.
 pub const MAX_LOOKBACK_DAYS: u32 = 3660;
 
+/// Every setting of the pipeline, with its documented default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {

@@ -25,6 +25,30 @@ pub const GUARD_OVERRIDES: [&str; 2] = ["allow_shrink", "allow_older"];
 /// (`null`: full snapshots), as `backfill --lookback-days` / `--full` do.
 pub const LOOKBACK: &str = "lookback_days";
 
+/// The facts' lookback `conf` sets for its run: `Some(Some(days))` for
+/// `"lookback_days": days`, `Some(None)` for `null` (full snapshots),
+/// `None` when it says nothing (the configuration's then).
+pub fn lookback(conf: &Value) -> Result<Option<Option<u32>>, OrchestratorError> {
+    let Some(value) = conf.get(LOOKBACK) else {
+        return Ok(None);
+    };
+    let max = crate::config::MAX_LOOKBACK_DAYS;
+    let days = match value {
+        Value::Null => return Ok(Some(None)),
+        Value::Number(n) => n.as_u64().and_then(|d| u32::try_from(d).ok()),
+        _ => None,
+    };
+    match days.filter(|days| *days <= max) {
+        Some(days) => Ok(Some(Some(days))),
+        None => Err(OrchestratorError::Conf {
+            field: LOOKBACK.to_string(),
+            reason: format!(
+                "must be a whole number of days from 0 to {max}, or null for full snapshots"
+            ),
+        }),
+    }
+}
+
 /// The raw files `conf` names, by table.
 pub fn named_files(conf: &Value) -> Result<NamedFiles, OrchestratorError> {
     let mut named = NamedFiles::default();
@@ -79,6 +103,28 @@ fn table_key(key: &str) -> Option<Table> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_lookback_is_a_number_of_days_or_null() {
+        assert_eq!(lookback(&json!({})).unwrap(), None);
+        assert_eq!(
+            lookback(&json!({"lookback_days": null})).unwrap(),
+            Some(None)
+        );
+        assert_eq!(
+            lookback(&json!({"lookback_days": 7})).unwrap(),
+            Some(Some(7))
+        );
+        for bad in [json!(-1), json!(1.5), json!("7"), json!(100_000)] {
+            let error = lookback(&json!({ "lookback_days": bad })).unwrap_err();
+            assert!(
+                error
+                    .to_string()
+                    .contains("whole number of days from 0 to 3660"),
+                "{error}"
+            );
+        }
+    }
 
     #[test]
     fn the_lambdas_keys_and_the_files_list_name_tables() {

@@ -192,6 +192,68 @@ fn check_poke_interval(serve: &ServeConfig) -> Result<(), OrchestratorError> {
     Ok(())
 }
 
+/// The orchestrator's settings of `[serve]` and `[notify]`, parsed.
+struct Settings {
+    timezone: Tz,
+    schedules: Schedules,
+    reconciler: Option<reconciler::Reconciler>,
+    retries: RetryPolicy,
+    notifier: Notifier,
+}
+
+impl Settings {
+    /// Parses the settings of `config` (a reconciliation handled up to
+    /// `now`); fails listing every bad one.
+    fn parse(
+        config: &crate::config::Config,
+        now: DateTime<Utc>,
+    ) -> Result<Settings, Vec<OrchestratorError>> {
+        let serve = &config.serve;
+        let mut problems = Vec::new();
+        let timezone = kept(&mut problems, schedule::time_zone(&serve.timezone));
+        let mut schedule = |key, expr: &str| {
+            let tz = timezone?;
+            kept(&mut problems, parse_schedule(key, expr, tz))
+        };
+        let extract = schedule("extract_schedule", &serve.extract_schedule);
+        let process = schedule("process_schedule", &serve.process_schedule);
+        let reconciler = timezone
+            .and_then(|tz| kept(&mut problems, reconciler::Reconciler::new(serve, tz, now)));
+        let retries = kept(&mut problems, RetryPolicy::from_config(serve));
+        kept(&mut problems, check_poke_interval(serve));
+        let notifier = kept(&mut problems, Notifier::new(&config.notify));
+        match (timezone, extract, process, reconciler, retries, notifier) {
+            (
+                Some(timezone),
+                Some(extract),
+                Some(process),
+                Some(reconciler),
+                Some(retries),
+                Some(notifier),
+            ) if problems.is_empty() => Ok(Settings {
+                timezone,
+                schedules: Schedules {
+                    extract,
+                    process,
+                    catchup: serve.catchup,
+                },
+                reconciler,
+                retries,
+                notifier,
+            }),
+            _ => Err(problems),
+        }
+    }
+}
+
+/// The value of `result`, or `None` with its error added to `problems`.
+fn kept<T, E: Into<OrchestratorError>>(
+    problems: &mut Vec<OrchestratorError>,
+    result: Result<T, E>,
+) -> Option<T> {
+    result.map_err(|e| problems.push(e.into())).ok()
+}
+
 /// The orchestrator of one DAG over one pipeline.
 #[derive(Debug)]
 pub struct Orchestrator {
@@ -219,30 +281,24 @@ impl Orchestrator {
         pipeline: Pipeline,
         clock: Arc<dyn Clock>,
     ) -> Result<Orchestrator, OrchestratorError> {
+        let settings = Settings::parse(&pipeline.config, clock.now())
+            .map_err(|mut problems| problems.swap_remove(0))?;
         let serve = &pipeline.config.serve;
-        let timezone = schedule::time_zone(&serve.timezone)?;
-        let schedules = Schedules {
-            extract: parse_schedule("extract_schedule", &serve.extract_schedule, timezone)?,
-            process: parse_schedule("process_schedule", &serve.process_schedule, timezone)?,
-            catchup: serve.catchup,
-        };
-        check_poke_interval(serve)?;
-        let reconciler = reconciler::Reconciler::new(serve, timezone, clock.now())?;
         Ok(Orchestrator {
             dag_id: serve.dag_id.clone(),
             dag_aliases: serve.dag_aliases.clone(),
             history: History::open(&serve.history)?,
-            notifier: Notifier::new(&pipeline.config.notify)?,
-            retries: RetryPolicy::from_config(serve)?,
+            notifier: settings.notifier,
+            retries: settings.retries,
             sensor: SensorPolicy {
                 poke_interval: Duration::from_secs(serve.poke_interval_secs),
                 timeout: Duration::from_secs(serve.sensor_timeout_secs),
                 max_row_bytes: pipeline.config.max_row_bytes,
             },
-            schedules,
-            reconciler,
+            schedules: settings.schedules,
+            reconciler: settings.reconciler,
             max_active_runs: serve.max_active_runs.max(1),
-            timezone,
+            timezone: settings.timezone,
             wake: tokio::sync::Notify::new(),
             clock,
             pipeline,
@@ -252,33 +308,10 @@ impl Orchestrator {
     /// Every problem of the orchestrator's settings in `config` (time zone,
     /// schedules, retries, notifications), without opening the history.
     pub fn problems(config: &crate::config::Config) -> Vec<String> {
-        let serve = &config.serve;
-        let mut problems = Vec::new();
-        match schedule::time_zone(&serve.timezone) {
-            Ok(timezone) => {
-                let schedules = [
-                    ("extract_schedule", &serve.extract_schedule),
-                    ("process_schedule", &serve.process_schedule),
-                    ("reconcile_schedule", &serve.reconcile_schedule),
-                ];
-                for (key, expr) in schedules {
-                    if let Err(e) = parse_schedule(key, expr, timezone) {
-                        problems.push(e.to_string());
-                    }
-                }
-            }
-            Err(e) => problems.push(e.to_string()),
+        match Settings::parse(config, Utc::now()) {
+            Ok(_) => Vec::new(),
+            Err(problems) => problems.iter().map(ToString::to_string).collect(),
         }
-        if let Err(e) = RetryPolicy::from_config(serve) {
-            problems.push(e.to_string());
-        }
-        if let Err(e) = check_poke_interval(serve) {
-            problems.push(e.to_string());
-        }
-        if let Err(e) = Notifier::new(&config.notify) {
-            problems.push(e.to_string());
-        }
-        problems
     }
 
     /// The current time of the orchestrator's clock.
@@ -312,6 +345,7 @@ impl Orchestrator {
             }
         };
         let named = conf::named_files(&conf)?;
+        conf::lookback(&conf)?;
         self.check_in_raw_store(&named)?;
         let names_files = !named.is_empty();
         let conf_problem = |reason: String| OrchestratorError::Conf {

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{DateTime, Days, Utc};
 use chrono_tz::Tz;
+use futures::FutureExt;
 
 use super::notify::{Event, Notification};
 use super::schedule::{Schedule, ScheduleError};
@@ -65,6 +66,18 @@ impl Reconciler {
     }
 }
 
+/// Weeks a drift notification lists; the rest are counted.
+const WEEKS_SHOWN: usize = 20;
+
+/// Marks the reconciliation as not running when dropped, even by a panic.
+struct Running<'a>(&'a AtomicBool);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
 impl Orchestrator {
     /// Starts the reconciliation when its schedule fired and none is
     /// running (one that lasts past the next fire is not doubled).
@@ -78,9 +91,16 @@ impl Orchestrator {
         }
         let me = std::sync::Arc::clone(self);
         tokio::spawn(async move {
-            let _ = me.reconcile().await;
-            if let Some(reconciler) = &me.reconciler {
-                reconciler.running.store(false, Ordering::SeqCst);
+            let Some(reconciler) = &me.reconciler else {
+                return;
+            };
+            let _running = Running(&reconciler.running);
+            let reconciled = std::panic::AssertUnwindSafe(me.reconcile()).catch_unwind();
+            if let Err(panic) = reconciled.await {
+                tracing::error!(
+                    "the reconciliation panicked: {}",
+                    crate::text::panic_message(&panic)
+                );
             }
         });
     }
@@ -96,38 +116,14 @@ impl Orchestrator {
         let from = to
             .checked_sub_days(Days::new(u64::from(reconciler.days.saturating_sub(1))))
             .unwrap_or(to);
-        let range = DateRange { from, to };
         tracing::info!("reconciling the source and the lake from {from} to {to}");
-        let result = self.pipeline.reconcile(range, reconciler.repair).await;
-        let event = match &result {
-            Ok(report) if report.comparison.drifted.is_empty() => {
-                tracing::info!("reconciled {from} to {to}: no week drifted");
-                None
-            }
-            Ok(report) => {
-                tracing::warn!("{}", report.to_string().trim_end());
-                Some(Event::Drift {
-                    from,
-                    to,
-                    weeks: report
-                        .comparison
-                        .drifted
-                        .iter()
-                        .map(|d| d.to_string())
-                        .collect(),
-                    repaired: report.repaired.is_some(),
-                })
-            }
-            Err(e) => {
-                tracing::warn!("the reconciliation of {from} to {to} failed: {e}");
-                Some(Event::Failure {
-                    task: "reconcile".to_string(),
-                    error: crate::text::clip(&e.to_string(), crate::text::MESSAGE_CHARS),
-                    attempts: 1,
-                })
-            }
-        };
-        if let Some(event) = event.filter(|event| self.notifier.wants(event)) {
+        let result = self
+            .pipeline
+            .reconcile(DateRange { from, to }, reconciler.repair)
+            .await;
+        if let Some(event) = reconcile_event(&result, DateRange { from, to })
+            .filter(|event| self.notifier.wants(event))
+        {
             let notification = Notification {
                 dag_id: self.dag_id.clone(),
                 run_id: format!("reconcile__{}", now.format("%Y-%m-%dT%H:%M:%SZ")),
@@ -139,5 +135,46 @@ impl Orchestrator {
             }
         }
         Some(result)
+    }
+}
+
+/// What a reconciliation of `range` tells: a drift, a failure, or nothing
+/// (logged either way).
+fn reconcile_event(
+    result: &Result<ReconcileReport, PipelineError>,
+    range: DateRange,
+) -> Option<Event> {
+    let DateRange { from, to } = range;
+    match result {
+        Ok(report) if report.comparison.drifted.is_empty() => {
+            tracing::info!("reconciled {from} to {to}: no week drifted");
+            None
+        }
+        Ok(report) => {
+            tracing::warn!("{}", report.to_string().trim_end());
+            let drifted = &report.comparison.drifted;
+            let mut weeks: Vec<String> = drifted
+                .iter()
+                .take(WEEKS_SHOWN)
+                .map(ToString::to_string)
+                .collect();
+            if drifted.len() > WEEKS_SHOWN {
+                weeks.push(format!("… and {} more weeks", drifted.len() - WEEKS_SHOWN));
+            }
+            Some(Event::Drift {
+                from,
+                to,
+                weeks,
+                repaired: report.repaired.is_some(),
+            })
+        }
+        Err(e) => {
+            tracing::warn!("the reconciliation of {from} to {to} failed: {e}");
+            Some(Event::Failure {
+                task: "reconcile".to_string(),
+                error: crate::text::clip(&e.to_string(), crate::text::MESSAGE_CHARS),
+                attempts: 1,
+            })
+        }
     }
 }

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
 use crate::config::Config;
+use crate::extract::ExtractError;
 use crate::lake::{LakeError, PublishOptions};
 use crate::pipeline::PipelineError;
 use crate::raw::ManifestEntry;
@@ -95,11 +96,12 @@ pub async fn run(
     let date = run.logical_date;
     match task {
         TaskId::Extract(table) => {
-            let lookback = lookback_days(&pipeline.config, run);
+            let lookback = super::conf::lookback(&run.conf).map_err(TaskError::fatal)?;
+            let lookback = lookback.unwrap_or(pipeline.config.lookback_days);
             let extracted = pipeline
                 .extract_table(table, date, lookback)
                 .await
-                .map_err(TaskError::retryable)?;
+                .map_err(pipeline_error)?;
             let entry = &extracted.entry;
             Ok((
                 json!({"rows": entry.rows, "bytes": entry.bytes, "file": entry.file, "window": entry.window}),
@@ -192,17 +194,6 @@ pub fn publish_options(config: &Config, run: &RunRecord) -> PublishOptions {
     options
 }
 
-/// The facts' lookback of `run`: its `conf`'s `lookback_days` when given
-/// (a number, or `null` for full snapshots, as `backfill` sets them), else
-/// the configuration's.
-pub fn lookback_days(config: &Config, run: &RunRecord) -> Option<u32> {
-    match &run.conf[super::LOOKBACK] {
-        Value::Null if run.conf.get(super::LOOKBACK).is_some() => None,
-        Value::Number(days) => days.as_u64().and_then(|d| u32::try_from(d).ok()),
-        _ => config.lookback_days,
-    }
-}
-
 /// Data that breaks a rule gives the same verdict on every attempt: no
 /// retry. Anything else (storage, memory, the lake lock) may pass later.
 fn transform_error(error: TransformError) -> TaskError {
@@ -224,6 +215,9 @@ fn transform_error(error: TransformError) -> TaskError {
 fn pipeline_error(error: PipelineError) -> TaskError {
     match error {
         PipelineError::Transform(e) => transform_error(e),
+        PipelineError::Extract(ExtractError::Window(_) | ExtractError::Undated { .. }) => {
+            TaskError::fatal(error)
+        }
         other => TaskError::retryable(other),
     }
 }

@@ -123,12 +123,18 @@ impl Manifest {
                     excerpt(entry.sha256.as_bytes(), VALUE_CHARS)
                 ));
             }
-            if let Window::Range { from, to } = entry.window
-                && from > to
-            {
-                return Err(format!(
-                    "table {table}: window from {from} is after its end {to}"
-                ));
+            if let Window::Range { from, to } = entry.window {
+                if from > to {
+                    return Err(format!(
+                        "table {table}: window from {from} is after its end {to}"
+                    ));
+                }
+                if to != self.date {
+                    return Err(format!(
+                        "table {table}: window ends on {to}, not on the manifest's date {}; a window ends on its night's date (contract section 2)",
+                        self.date
+                    ));
+                }
             }
         }
         Ok(())
@@ -290,6 +296,16 @@ mod tests {
         let err = Manifest::read(&raw, date).await.unwrap_err().to_string();
         assert!(
             err.contains("window from 2026-01-10 is after its end 2026-01-04"),
+            "{err}"
+        );
+        write(entry(
+            serde_json::json!({"from": "2026-01-04", "to": "2026-01-09"}),
+            &good,
+        ))
+        .await;
+        let err = Manifest::read(&raw, date).await.unwrap_err().to_string();
+        assert!(
+            err.contains("window ends on 2026-01-09, not on the manifest's date 2026-01-10"),
             "{err}"
         );
         write(entry(serde_json::json!("full"), &"z".repeat(100_000))).await;

@@ -182,6 +182,17 @@ impl Source {
         }
     }
 
+    /// The rows of the fact `table` that no date window holds (a NULL or
+    /// unreadable business date); 0 for a dimension.
+    pub fn undated_rows(&self, table: Table) -> Result<u64, SourceError> {
+        let count = |quote| undated_sql(table, quote);
+        match self {
+            Source::Sqlite(s) => count(sqlite::quote).map_or(Ok(0), |sql| s.count(table, &sql)),
+            Source::Mysql(s) => count(mysql::quote).map_or(Ok(0), |sql| s.count(table, &sql)),
+            Source::Postgres(s) => count(postgres::quote).map_or(Ok(0), |sql| s.count(table, &sql)),
+        }
+    }
+
     /// When the fact `table` has no index led by its business date, the
     /// statement that creates one; `None` when it has one (or is a
     /// dimension).
@@ -205,6 +216,18 @@ impl Source {
         };
         Ok((!indexed).then(|| date_index_sql(table, quote)).flatten())
     }
+}
+
+/// The statement counting the rows of the fact `table` that no date range
+/// holds: a NULL business date, or one before year 1 (MySQL's zero
+/// dates; in SQLite, numbers sort before text) or, in SQLite, after every
+/// date (blobs sort after text). Ranges over the date's index.
+fn undated_sql(table: Table, quote: fn(&str) -> String) -> Option<String> {
+    let column = quote(table.window_column()?);
+    Some(format!(
+        "SELECT count(*) FROM {} WHERE {column} IS NULL OR {column} < '0001-01-01' OR {column} > '9999-12-31'",
+        quote(table.name())
+    ))
 }
 
 /// Which rows of a table a read returns.

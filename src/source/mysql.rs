@@ -219,6 +219,19 @@ impl MysqlSource {
         })?
     }
 
+    /// The number `sql` (a `SELECT count(*)` about `table`) returns.
+    pub fn count(&self, table: Table, sql: &str) -> Result<u64, SourceError> {
+        block_on(async {
+            let mut conn = self.connect().await?;
+            let count: Option<i64> = conn
+                .query_first(sql)
+                .await
+                .map_err(|e| sql_error(table, e))?;
+            conn.disconnect().await.ok();
+            Ok(count.unwrap_or(0).max(0) as u64)
+        })?
+    }
+
     /// Whether an index of `table` has `column` as its first column.
     pub fn has_index_on(&self, table: Table, column: &str) -> Result<bool, SourceError> {
         block_on(async {

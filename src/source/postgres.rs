@@ -198,6 +198,18 @@ impl PostgresSource {
         })?
     }
 
+    /// The number `sql` (a `SELECT count(*)` about `table`) returns.
+    pub fn count(&self, table: Table, sql: &str) -> Result<u64, SourceError> {
+        block_on(async {
+            let client = self.connect().await?;
+            let row = client
+                .query_one(sql, &[])
+                .await
+                .map_err(|e| sql_error(table, &e))?;
+            Ok(row.get::<_, i64>(0).max(0) as u64)
+        })?
+    }
+
     /// Whether an index of `table` has `column` as its first column.
     pub fn has_index_on(&self, table: Table, column: &str) -> Result<bool, SourceError> {
         block_on(async {
@@ -206,7 +218,7 @@ impl PostgresSource {
                 .query_one(
                     "SELECT count(*) FROM pg_index i \
                      JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] \
-                     WHERE i.indrelid = to_regclass($1) AND a.attname = $2",
+                     WHERE i.indrelid = $1::text::regclass AND a.attname = $2",
                     &[&quote(table.name()), &column],
                 )
                 .await

@@ -86,6 +86,14 @@ impl SqliteSource {
         Ok(())
     }
 
+    /// The number `sql` (a `SELECT count(*)` about `table`) returns.
+    pub fn count(&self, table: Table, sql: &str) -> Result<u64, SourceError> {
+        let conn = self.open(false)?;
+        conn.query_row(sql, [], |row| row.get::<_, i64>(0))
+            .map(|count| count.max(0) as u64)
+            .map_err(|e| SourceError::sql(table, e))
+    }
+
     /// Whether an index of `table` has `column` as its first column.
     pub fn has_index_on(&self, table: Table, column: &str) -> Result<bool, SourceError> {
         let conn = self.open(false)?;
@@ -182,8 +190,12 @@ fn read_value<'a>(
         }
         (Kind::Date, ValueRef::Text(t)) => {
             let t = std::str::from_utf8(t).map_err(|_| bad("date is not UTF-8"))?;
-            let date = chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d")
-                .map_err(|_| bad("expected a date YYYY-MM-DD"))?;
+            // Exactly YYYY-MM-DD, which sorts as the date does, so that a
+            // window's range over the text holds the days it should.
+            let date = Some(t)
+                .filter(|t| t.len() == 10)
+                .and_then(|t| chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d").ok())
+                .ok_or_else(|| bad("expected a date YYYY-MM-DD"))?;
             Value::Date(days_since_epoch(date))
         }
         (Kind::Boolean, ValueRef::Integer(i)) => Value::Bool(i != 0),

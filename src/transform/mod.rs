@@ -346,8 +346,9 @@ impl Staged {
 
     /// What the publication replaces: the whole fact table for full
     /// snapshots; for a window, exactly the calendar weeks it covers, even
-    /// those no row is left in. A window must start on the first day of a
-    /// calendar week, and the fact files must hold no row outside it.
+    /// those no row is left in. Every week a window touches must be whole
+    /// in it (up to its end), and the fact files must hold no row outside
+    /// it.
     async fn scope(&self) -> Result<FactScope, TransformError> {
         let Some(ranges) = &self.window else {
             return Ok(FactScope::All);
@@ -359,14 +360,12 @@ impl Staged {
             .collect()
             .await?;
         let calendar = Calendar::from_batches(&batches);
-        for range in ranges {
-            calendar
-                .check_start(*range)
-                .map_err(|source| TransformError::Window {
-                    date: self.date,
-                    source,
-                })?;
-        }
+        calendar
+            .check_whole_weeks(ranges)
+            .map_err(|source| TransformError::Window {
+                date: self.date,
+                source,
+            })?;
         for table in Table::FACTS {
             let facts = quality::facts_of(&self.facts, table)?;
             let outside = facts
@@ -375,11 +374,12 @@ impl Staged {
                 .filter_map(|days| date_from_days(*days))
                 .find(|day| !ranges.iter().any(|range| range.contains(*day)));
             if let Some(day) = outside {
-                let shown: Vec<String> = ranges.iter().map(DateRange::to_string).collect();
+                let first = ranges.first().map(|r| r.from).unwrap_or(day);
+                let last = ranges.last().map(|r| r.to).unwrap_or(day);
                 return Err(TransformError::OutsideWindow {
                     file: self.set.files[&table].path.to_string(),
                     day,
-                    window: shown.join(", "),
+                    window: format!("{first} to {last}"),
                 });
             }
         }
