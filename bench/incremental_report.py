@@ -1,6 +1,6 @@
 """The results of bench/incremental, as Markdown, from its work folder.
 
-    python3 bench/incremental_report.py WORK_DIR SF
+    python3 bench/incremental_report.py WORK_DIR SF BIN
 
 WORK_DIR holds times.tsv (bench/measure.py's numbers per night, named
 MODE-SOURCE-DAYS) and SOURCE-DAYS/raw-MODE/_manifests/*.json (the rows each
@@ -28,7 +28,7 @@ def rows_extracted(work, source, days, mode):
     return total
 
 
-def main(work, sf):
+def main(work, sf, binary):
     nights = {}
     with open(os.path.join(work, "times.tsv")) as f:
         for line in f:
@@ -45,6 +45,7 @@ def main(work, sf):
         "`--lookback-days 7` into a lake started the day before, and with `--full` into a lake",
         "of its own; the two fact tables are compared row for row and are equal.",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores; MariaDB on the same machine (loopback).",
+        f"Binary: `{binary}`.",
         "",
         "| source | history | night | wall s | CPU s | peak RSS MiB | rows extracted |",
         "|---|---|---|--:|--:|--:|--:|",
@@ -71,4 +72,4 @@ def main(work, sf):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(sys.argv[1], sys.argv[2], sys.argv[3])

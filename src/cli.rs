@@ -156,7 +156,8 @@ pub enum Command {
         /// First day, YYYY-MM-DD: its whole calendar week is compared.
         #[arg(long, value_parser = date)]
         from: NaiveDate,
-        /// Last day, YYYY-MM-DD (inclusive): its whole week is compared.
+        /// Last day, YYYY-MM-DD (inclusive): its whole week is compared if
+        /// it ends by the lake's last night.
         #[arg(long, value_parser = date)]
         to: NaiveDate,
         /// Republish the weeks that drifted.
@@ -414,8 +415,9 @@ impl PublishArgs {
 #[derive(Debug, Args, Default, Clone, Copy)]
 pub struct WindowArgs {
     /// Extract only the sales and inventory rows from the first day of the
-    /// calendar week holding D - N to D, and replace exactly the weeks they
-    /// cover (overrides `lookback_days`).
+    /// calendar week holding D - N (further back after nights the lake
+    /// missed) to D, and replace exactly the weeks they cover (overrides
+    /// `lookback_days`).
     #[arg(long, value_name = "N", conflicts_with = "full",
           value_parser = clap::value_parser!(u32).range(0..=i64::from(crate::config::MAX_LOOKBACK_DAYS)))]
     pub lookback_days: Option<u32>,

@@ -53,6 +53,13 @@ pub enum ExtractError {
     #[error("{what} failed: {message}")]
     Task { what: &'static str, message: String },
     #[error(
+        "the lake's last night is {published}, after {date}: a window ending on {date} would cut off the days after it in its last week; extract {date} with --full (and publish it with --allow-older)"
+    )]
+    BeforeLake {
+        date: NaiveDate,
+        published: NaiveDate,
+    },
+    #[error(
         "source table {table} has {rows} rows whose {column} is NULL or not a date; no window holds them, so an incremental night would leave them out: fix them in the source (a full extraction fails on them too)"
     )]
     Undated {
@@ -159,13 +166,17 @@ pub async fn source_calendar(source: &Source) -> Result<Calendar, ExtractError> 
 /// the source's own calendar. When the lake's last night, `published`, is
 /// more than a day behind (nights missed or failed), the window reaches
 /// back as far as the first missed night's would have, so that no day in
-/// between is left out.
+/// between is left out; when it is after `date`, there is no window (it
+/// would cut the published days after `date` off their week).
 pub async fn fact_window(
     source: &Source,
     date: NaiveDate,
     lookback_days: u32,
     published: NaiveDate,
 ) -> Result<DateRange, ExtractError> {
+    if published > date {
+        return Err(ExtractError::BeforeLake { date, published });
+    }
     let first_missed = published.succ_opt().unwrap_or(published).min(date);
     let behind = u32::try_from((date - first_missed).num_days()).unwrap_or(u32::MAX);
     if behind > 0 {

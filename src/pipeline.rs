@@ -131,19 +131,26 @@ impl Pipeline {
     }
 
     /// Extracts one table for `date` (the orchestrator's per-table task):
-    /// a fact table's rows of the window `lookback_days` gives.
+    /// a fact table's rows of `window` when given (the one its sibling was
+    /// extracted with), else of the window `lookback_days` gives.
     pub async fn extract_table(
         &self,
         table: Table,
         date: NaiveDate,
         lookback_days: Option<u32>,
+        window: Option<DateRange>,
     ) -> Result<ExtractedTable, PipelineError> {
         self.raw.verify().await?;
         extract::check_source(&self.source).await?;
-        let lookback = lookback_days.filter(|_| table.window_column().is_some());
-        let extraction = self
-            .extraction(date, self.config.raw_format, lookback)
-            .await?;
+        let format = self.config.raw_format;
+        let extraction = match (window, table.window_column()) {
+            (_, None) => self.full_extraction(date, format),
+            (Some(window), Some(_)) => Extraction {
+                dates: Some(vec![window]),
+                ..self.full_extraction(date, format)
+            },
+            (None, Some(_)) => self.extraction(date, format, lookback_days).await?,
+        };
         Ok(extract::extract_table(&self.source, &self.raw, table, &extraction).await?)
     }
 
@@ -361,16 +368,18 @@ impl std::fmt::Display for ReconcileReport {
         let comparison = &self.comparison;
         writeln!(
             f,
-            "reconcile  {} weeks compared up to {}, {} drifted",
+            "reconcile  {} weeks compared (those that end by the lake's last night, {}), {} drifted",
             comparison.weeks.len(),
-            comparison.until,
+            comparison.published,
             comparison.drifted.len()
         )?;
         for drift in &comparison.drifted {
             writeln!(f, "           {drift}")?;
         }
         if let Some(repaired) = &self.repaired {
-            writeln!(f, "repaired   {} weeks", comparison.drifted.len())?;
+            let weeks = comparison.drifted.len();
+            let plural = if weeks == 1 { "" } else { "s" };
+            writeln!(f, "repaired   {weeks} week{plural}, republished in one commit")?;
             write!(f, "{repaired}")?;
         }
         Ok(())

@@ -34,8 +34,18 @@ pub enum ReconcileError {
     Extract(#[from] ExtractError),
     #[error("reading the lake: {0}")]
     Lake(#[from] QueryError),
-    #[error("no calendar week of the source's calendar lies between {0}")]
-    NoWeeks(DateRange),
+    #[error(
+        "no calendar week of the source's calendar both touches {range} and ends by the lake's last night, {published}"
+    )]
+    NoWeeks {
+        range: DateRange,
+        published: NaiveDate,
+    },
+    #[error("the lake's last night is {published}, before {range}: nothing of it is published yet")]
+    Unpublished {
+        range: DateRange,
+        published: NaiveDate,
+    },
     #[error("reading the source failed: {0}")]
     Task(String),
 }
@@ -69,18 +79,18 @@ pub struct Drift {
 /// The comparison of the weeks of one date range.
 #[derive(Debug, Clone)]
 pub struct Comparison {
-    /// The weeks compared.
+    /// The weeks compared, whole.
     pub weeks: Vec<Week>,
-    /// The last day compared: the end of the range asked for, or the
-    /// lake's logical date when earlier (later days are not published yet).
-    pub until: NaiveDate,
+    /// The lake's logical date: a week that goes on after it is not
+    /// compared (the next night recomputes it).
+    pub published: NaiveDate,
     /// The weeks whose figures differ.
     pub drifted: Vec<Drift>,
 }
 
-/// The weeks touching `range` in the source's `calendar`, compared one by
-/// one between `source` and the fact table of `lake` as published on
-/// `published` (its logical date): days after it are left out.
+/// The calendar weeks touching `range` that end by `published` (the
+/// lake's logical date), compared whole, one by one, between `source` and
+/// the fact table of `lake`.
 pub async fn compare(
     source: &Source,
     calendar: &Calendar,
@@ -89,26 +99,34 @@ pub async fn compare(
     range: DateRange,
     published: NaiveDate,
 ) -> Result<Comparison, ReconcileError> {
-    let until = range.to.min(published);
-    let weeks = calendar.weeks_in(&[DateRange { to: until, ..range }]);
-    if weeks.is_empty() {
-        return Err(ReconcileError::NoWeeks(range));
+    if published < range.from {
+        return Err(ReconcileError::Unpublished { range, published });
     }
-    let in_source = source_figures(source, calendar, &weeks, until).await?;
+    let weeks: BTreeSet<Week> = calendar
+        .weeks_in(&[DateRange {
+            to: range.to.min(published),
+            ..range
+        }])
+        .into_iter()
+        .filter(|week| {
+            calendar
+                .days_of(*week)
+                .is_some_and(|days| days.to <= published)
+        })
+        .collect();
+    if weeks.is_empty() {
+        return Err(ReconcileError::NoWeeks { range, published });
+    }
+    let in_source = source_figures(source, calendar, &weeks).await?;
     let in_lake = lake_figures(lake, config, &weeks).await?;
     let drifted = weeks
         .iter()
         .filter_map(|week| {
             let source = in_source.get(week).copied().unwrap_or_default();
             let lake = in_lake.get(week).copied().unwrap_or_default();
-            let days = calendar.days_of(*week)?;
-            let days = DateRange {
-                to: days.to.min(until),
-                ..days
-            };
             (source != lake).then_some(Drift {
                 week: *week,
-                days,
+                days: calendar.days_of(*week)?,
                 source,
                 lake,
             })
@@ -116,19 +134,18 @@ pub async fn compare(
         .collect();
     Ok(Comparison {
         weeks: weeks.into_iter().collect(),
-        until,
+        published,
         drifted,
     })
 }
 
-/// Per week, what the fact built from the source's rows of `weeks` up to
-/// `until` adds up to. The weeks are read one at a time, so memory holds
-/// one week's store × product pairs.
+/// Per week, what the fact built from the source's rows of `weeks` adds
+/// up to. The weeks are read one at a time, so memory holds one week's
+/// store × product pairs.
 async fn source_figures(
     source: &Source,
     calendar: &Calendar,
     weeks: &BTreeSet<Week>,
-    until: NaiveDate,
 ) -> Result<BTreeMap<Week, WeekFigures>, ReconcileError> {
     let (source, calendar, weeks) = (source.clone(), calendar.clone(), weeks.clone());
     tokio::task::spawn_blocking(move || {
@@ -137,13 +154,9 @@ async fn source_figures(
             let Some(days) = calendar.days_of(week) else {
                 continue;
             };
-            let span = [DateRange {
-                to: days.to.min(until),
-                ..days
-            }];
             let mut tally = Tally::new(week);
             for table in Table::FACTS {
-                source.read_table(table, Rows::Dated(&span), SOURCE_BATCH_ROWS, |batch| {
+                source.read_table(table, Rows::Dated(&[days]), SOURCE_BATCH_ROWS, |batch| {
                     tally.add(&calendar, table, &batch);
                     Ok(())
                 })?;

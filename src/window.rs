@@ -43,9 +43,7 @@ impl std::fmt::Display for DateRange {
 /// Why a window cannot be used.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum WindowError {
-    #[error(
-        "no day of the calendar table is on or before {date}, so the week a window starting there belongs to is unknown; add the dates to calendar or choose a shorter lookback"
-    )]
+    #[error("the calendar table is empty, so no window can be placed around {date}")]
     NotInCalendar { date: NaiveDate },
     #[error(
         "the window starts on {from}, but {year} week {week} has days from {first}: that week would be recomputed from part of its rows; start the window on {first}"
@@ -120,7 +118,7 @@ impl Calendar {
     /// The window of a night on `date` looking back `lookback_days`: from
     /// the first day of the calendar week that holds `date - lookback_days`
     /// (the last calendar day before it, when the calendar skips that
-    /// day), to `date`. When a week the window touches has days before
+    /// day; the calendar's first week, when it starts later), to `date`. When a week the window touches has days before
     /// that (a calendar whose weeks are not contiguous), the window starts
     /// on the earliest of them, so that every week it touches is whole.
     pub fn window(&self, date: NaiveDate, lookback_days: u32) -> Result<DateRange, WindowError> {
@@ -131,8 +129,9 @@ impl Calendar {
             .week_of
             .range(..=back)
             .next_back()
+            .or_else(|| self.week_of.iter().next())
             .ok_or(WindowError::NotInCalendar { date: back })?;
-        let mut from = self.days[week].first().copied().unwrap_or(back).min(back);
+        let mut from = self.days[week].first().copied().unwrap_or(back);
         loop {
             let earliest = self
                 .weeks_in(&[DateRange { from, to: date }])
@@ -269,12 +268,12 @@ mod tests {
             calendar.window(day("2027-01-04"), 0).unwrap().from,
             day("2027-01-03")
         );
+        // Before the calendar's first day: its first week.
         assert_eq!(
-            calendar.window(day("2026-12-14"), 30),
-            Err(WindowError::NotInCalendar {
-                date: day("2026-11-14")
-            })
+            calendar.window(day("2026-12-14"), 30).unwrap().from,
+            day("2026-12-13")
         );
+        assert!(Calendar::default().window(day("2026-12-14"), 3).is_err());
     }
 
     #[test]

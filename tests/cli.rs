@@ -243,7 +243,9 @@ fn config_init_then_check_and_every_problem_at_once() {
     let bad = sample
         .replace("max_shrink = 0.1", "max_shrink = 3.0")
         .replace("timezone = \"UTC\"", "timezone = \"Mars/Olympus\"")
-        .replace("retry_backoff = 2.0", "retry_backoff = 0.5");
+        .replace("retry_backoff = 2.0", "retry_backoff = 0.5")
+        .replace("# lookback_days = 7", "lookback_days = 99999")
+        .replace("reconcile_days = 35", "reconcile_days = 0");
     std::fs::write(dir.path().join("bad.toml"), bad).unwrap();
     let output = shelfline(dir.path())
         .args(["--config", "bad.toml", "config", "check"])
@@ -251,10 +253,16 @@ fn config_init_then_check_and_every_problem_at_once() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
-    for key in ["publish.max_shrink", "timezone", "retry_backoff"] {
+    for key in [
+        "publish.max_shrink",
+        "timezone",
+        "retry_backoff",
+        "lookback_days = 99999",
+        "serve.reconcile_days = 0",
+    ] {
         assert!(stderr.contains(key), "{key} not named in:\n{stderr}");
     }
-    assert!(stderr.contains("3 problem(s)"), "{stderr}");
+    assert!(stderr.contains("5 problem(s)"), "{stderr}");
 }
 
 /// The completion scripts load in their shells: bash registers the

@@ -70,9 +70,9 @@ pub struct Config {
     /// with every further attempt.
     pub source_retry_backoff_ms: u64,
     /// Incremental nights: extract only the `sales` and `inventory` rows
-    /// from the first day of the calendar week holding `date - N` to the
-    /// run's date, and replace exactly the weeks they cover. Unset = full
-    /// snapshots every night.
+    /// from the first day of the calendar week holding `date - N` (further
+    /// back after nights the lake missed) to the run's date, and replace
+    /// exactly the weeks they cover. Unset = full snapshots every night.
     pub lookback_days: Option<u32>,
     /// Raw zone root (`file://DIR`, `memory://`).
     pub raw: String,

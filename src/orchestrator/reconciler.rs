@@ -70,38 +70,44 @@ impl Reconciler {
 const WEEKS_SHOWN: usize = 20;
 
 /// Marks the reconciliation as not running when dropped, even by a panic.
-struct Running<'a>(&'a AtomicBool);
+struct Running(std::sync::Arc<Orchestrator>);
 
-impl Drop for Running<'_> {
+impl Drop for Running {
     fn drop(&mut self) {
-        self.0.store(false, Ordering::SeqCst);
+        if let Some(reconciler) = &self.0.reconciler {
+            reconciler.running.store(false, Ordering::SeqCst);
+        }
     }
 }
 
 impl Orchestrator {
     /// Starts the reconciliation when its schedule fired and none is
-    /// running (one that lasts past the next fire is not doubled).
+    /// running (one that lasts past the next fire is not doubled). While
+    /// the DAG is paused or a run is active, a fire waits: a reconciliation
+    /// beside a night's publication would compare a moving lake.
     pub(super) fn start_due_reconcile(self: &std::sync::Arc<Self>) {
         let Some(reconciler) = &self.reconciler else {
             return;
         };
+        let paused = self.is_paused().unwrap_or(true);
+        let active = self.history.active_runs(&self.dag_id);
+        if paused || active.map_or(true, |runs| !runs.is_empty()) {
+            return;
+        }
         if !reconciler.take_due(self.clock.now()) || reconciler.running.swap(true, Ordering::SeqCst)
         {
             return;
         }
-        let me = std::sync::Arc::clone(self);
+        let running = Running(std::sync::Arc::clone(self));
         tokio::spawn(async move {
-            let Some(reconciler) = &me.reconciler else {
-                return;
-            };
-            let _running = Running(&reconciler.running);
-            let reconciled = std::panic::AssertUnwindSafe(me.reconcile()).catch_unwind();
+            let reconciled = std::panic::AssertUnwindSafe(running.0.reconcile()).catch_unwind();
             if let Err(panic) = reconciled.await {
                 tracing::error!(
                     "the reconciliation panicked: {}",
                     crate::text::panic_message(&panic)
                 );
             }
+            drop(running);
         });
     }
 
@@ -170,10 +176,10 @@ fn reconcile_event(
         }
         Err(e) => {
             tracing::warn!("the reconciliation of {from} to {to} failed: {e}");
-            Some(Event::Failure {
-                task: "reconcile".to_string(),
+            Some(Event::ReconcileFailure {
+                from,
+                to,
                 error: crate::text::clip(&e.to_string(), crate::text::MESSAGE_CHARS),
-                attempts: 1,
             })
         }
     }

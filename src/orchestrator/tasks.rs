@@ -12,9 +12,10 @@ use crate::config::Config;
 use crate::extract::ExtractError;
 use crate::lake::{LakeError, PublishOptions};
 use crate::pipeline::PipelineError;
-use crate::raw::ManifestEntry;
+use crate::raw::{ManifestEntry, Window};
 use crate::schema::Table;
 use crate::transform::{Checked, Staged, TransformError};
+use crate::window::DateRange;
 
 use super::Orchestrator;
 use super::dag::{TaskId, TaskState};
@@ -98,8 +99,9 @@ pub async fn run(
         TaskId::Extract(table) => {
             let lookback = super::conf::lookback(&run.conf).map_err(TaskError::fatal)?;
             let lookback = lookback.unwrap_or(pipeline.config.lookback_days);
+            let window = sibling_window(orchestrator, run, table)?;
             let extracted = pipeline
-                .extract_table(table, date, lookback)
+                .extract_table(table, date, lookback, window)
                 .await
                 .map_err(pipeline_error)?;
             let entry = &extracted.entry;
@@ -194,6 +196,35 @@ pub fn publish_options(config: &Config, run: &RunRecord) -> PublishOptions {
     options
 }
 
+/// The window the other fact table of `run` was extracted with, when its
+/// task succeeded already (this one is a retry): both fact files must hold
+/// the same window, even if the lake moved on in between.
+fn sibling_window(
+    orchestrator: &Orchestrator,
+    run: &RunRecord,
+    table: Table,
+) -> Result<Option<DateRange>, TaskError> {
+    if table.window_column().is_none() {
+        return Ok(None);
+    }
+    let Some(sibling) = Table::FACTS.into_iter().find(|t| *t != table) else {
+        return Ok(None);
+    };
+    let tasks = orchestrator
+        .history
+        .tasks(&run.run_id)
+        .map_err(TaskError::retryable)?;
+    let done = tasks
+        .iter()
+        .find(|t| t.task == TaskId::Extract(sibling) && t.state == TaskState::Success);
+    let entry =
+        done.and_then(|t| serde_json::from_value::<ManifestEntry>(t.output["entry"].clone()).ok());
+    Ok(match entry.map(|e| e.window) {
+        Some(Window::Range { from, to }) => Some(DateRange { from, to }),
+        _ => None,
+    })
+}
+
 /// Data that breaks a rule gives the same verdict on every attempt: no
 /// retry. Anything else (storage, memory, the lake lock) may pass later.
 fn transform_error(error: TransformError) -> TaskError {
@@ -215,9 +246,11 @@ fn transform_error(error: TransformError) -> TaskError {
 fn pipeline_error(error: PipelineError) -> TaskError {
     match error {
         PipelineError::Transform(e) => transform_error(e),
-        PipelineError::Extract(ExtractError::Window(_) | ExtractError::Undated { .. }) => {
-            TaskError::fatal(error)
-        }
+        PipelineError::Extract(
+            ExtractError::Window(_)
+            | ExtractError::Undated { .. }
+            | ExtractError::BeforeLake { .. },
+        ) => TaskError::fatal(error),
         other => TaskError::retryable(other),
     }
 }

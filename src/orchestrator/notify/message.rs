@@ -58,6 +58,14 @@ pub enum Event {
         /// Whether they were republished.
         repaired: bool,
     },
+    /// The scheduled reconciliation could not compare.
+    ReconcileFailure {
+        /// The first and last day it was to compare.
+        from: NaiveDate,
+        to: NaiveDate,
+        /// Why.
+        error: String,
+    },
 }
 
 impl Event {
@@ -69,6 +77,7 @@ impl Event {
             Event::Failure { .. } => "failure",
             Event::Success { .. } => "success",
             Event::Drift { .. } => "drift",
+            Event::ReconcileFailure { .. } => "reconcile_failure",
         }
     }
 }
@@ -93,6 +102,9 @@ impl Notification {
                 };
                 let weeks = plural(weeks.len(), "week");
                 format!("[shelfline] {weeks} of the lake drifted from the source, {done}")
+            }
+            Event::ReconcileFailure { from, to, .. } => {
+                format!("[shelfline] the reconciliation of {from} to {to} failed")
             }
         }
     }
@@ -178,6 +190,19 @@ impl Notification {
                     ),
                 });
             }
+            Event::ReconcileFailure { from, to, error } => {
+                text.push_str(&format!(
+                    "The reconciliation of DAG {dag} could not compare the source and\n\
+                     the lake from {from} to {to}. The error:\n\n"
+                ));
+                for line in error.lines() {
+                    text.push_str(&format!("  {line}\n"));
+                }
+                text.push_str(&format!(
+                    "\nWhat to do: fix the cause, then run it by hand with\n\
+                     \n    shelfline reconcile --from {from} --to {to}\n"
+                ));
+            }
         }
         text
     }
@@ -232,6 +257,9 @@ impl Notification {
                 repaired,
             } => json!({
                 "from": from.to_string(), "to": to.to_string(), "weeks": weeks, "repaired": repaired
+            }),
+            Event::ReconcileFailure { from, to, error } => json!({
+                "from": from.to_string(), "to": to.to_string(), "error": error
             }),
         };
         if let (Some(all), serde_json::Value::Object(fields)) = (value.as_object_mut(), fields) {
@@ -446,6 +474,19 @@ mod tests {
         let repaired = notification(event(true));
         assert!(repaired.subject().ends_with("republished"));
         assert!(!repaired.body().contains("--repair"));
+        let failed = notification(Event::ReconcileFailure {
+            from: NaiveDate::from_ymd_opt(2024, 12, 3).unwrap(),
+            to: NaiveDate::from_ymd_opt(2025, 1, 6).unwrap(),
+            error: "source: connection refused".to_string(),
+        });
+        assert_eq!(failed.event.kind(), "reconcile_failure");
+        let body = failed.body();
+        assert!(body.contains("\n  source: connection refused\n"), "{body}");
+        assert!(
+            body.contains("shelfline reconcile --from 2024-12-03 --to 2025-01-06\n"),
+            "{body}"
+        );
+        assert!(!body.contains("runs retry"), "{body}");
     }
 
     #[test]
