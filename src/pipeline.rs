@@ -379,7 +379,10 @@ impl std::fmt::Display for ReconcileReport {
         if let Some(repaired) = &self.repaired {
             let weeks = comparison.drifted.len();
             let plural = if weeks == 1 { "" } else { "s" };
-            writeln!(f, "repaired   {weeks} week{plural}, republished in one commit")?;
+            writeln!(
+                f,
+                "repaired   {weeks} week{plural}, republished in one commit"
+            )?;
             write!(f, "{repaired}")?;
         }
         Ok(())

@@ -310,15 +310,22 @@ async fn postgresql_nights_equal_full_refreshes() {
     .await;
 }
 
-/// A night after nights that did not run reaches back over them: the
-/// lake then equals a full refresh.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lake_behind_its_window_catches_up() {
+/// The workspaces of [`workspaces`] over a prepared SQLite source, the
+/// incremental lake published by a full night on `date`.
+async fn published_on(date: NaiveDate) -> (Workspace, Workspace) {
     let (incremental, full) = workspaces(None);
     prepare_source(&incremental.pipeline).await;
     let mut first = incremental.pipeline.clone();
     first.config.lookback_days = None;
-    first.run(day("2022-12-27")).await.unwrap();
+    first.run(date).await.unwrap();
+    (incremental, full)
+}
+
+/// A night after nights that did not run reaches back over them: the
+/// lake then equals a full refresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lake_behind_its_window_catches_up() {
+    let (incremental, full) = published_on(day("2022-12-27")).await;
     let date = day("2023-01-12");
     execute(
         &incremental.pipeline.source,
@@ -339,11 +346,7 @@ async fn a_lake_behind_its_window_catches_up() {
 /// extraction, as they fail a full one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn undated_rows_fail_a_windowed_extraction() {
-    let (incremental, _) = workspaces(None);
-    prepare_source(&incremental.pipeline).await;
-    let mut first = incremental.pipeline.clone();
-    first.config.lookback_days = None;
-    first.run(day("2022-12-26")).await.unwrap();
+    let (incremental, _) = published_on(day("2022-12-26")).await;
     execute(
         &incremental.pipeline.source,
         &["UPDATE sales SET trans_dt = NULL WHERE trans_id % 1000 = 1".to_string()],
@@ -366,11 +369,7 @@ async fn undated_rows_fail_a_windowed_extraction() {
 /// nothing is published.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_window_starting_mid_week_is_refused() {
-    let (incremental, _) = workspaces(None);
-    prepare_source(&incremental.pipeline).await;
-    let mut full = incremental.pipeline.clone();
-    full.config.lookback_days = None;
-    full.run(day("2022-12-26")).await.unwrap();
+    let (incremental, _) = published_on(day("2022-12-26")).await;
     let date = day("2022-12-27");
     let report = incremental
         .pipeline
