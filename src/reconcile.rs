@@ -16,7 +16,7 @@ use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{Date32Type, Decimal128Type, Int32Type, Int64Type};
 
 use crate::config::Config;
-use crate::extract::{ExtractError, SOURCE_BATCH_ROWS};
+use crate::extract::SOURCE_BATCH_ROWS;
 use crate::lake::Lake;
 use crate::query::{self, QueryError};
 use crate::raw::csv::date_from_days;
@@ -30,8 +30,6 @@ use crate::window::{Calendar, DateRange, Week};
 pub enum ReconcileError {
     #[error(transparent)]
     Source(#[from] SourceError),
-    #[error(transparent)]
-    Extract(#[from] ExtractError),
     #[error("reading the lake: {0}")]
     Lake(#[from] QueryError),
     #[error(

@@ -53,14 +53,19 @@ impl Reconciler {
         self.schedule.next_after(now)
     }
 
-    /// Whether the schedule fired since the last call (the first call
-    /// counts from the daemon's start); marks it handled.
-    pub fn take_due(&self, now: DateTime<Utc>) -> bool {
-        let mut handled = self.handled.lock().unwrap_or_else(|e| e.into_inner());
-        let fired = self
-            .schedule
+    /// Whether the schedule fired since the fires last handled (at first,
+    /// since the daemon's start).
+    pub fn is_due(&self, now: DateTime<Utc>) -> bool {
+        let handled = self.handled.lock().unwrap_or_else(|e| e.into_inner());
+        self.schedule
             .next_after(*handled)
-            .is_some_and(|fire| fire <= now);
+            .is_some_and(|fire| fire <= now)
+    }
+
+    /// [`Reconciler::is_due`], marking the fires up to `now` handled.
+    pub fn take_due(&self, now: DateTime<Utc>) -> bool {
+        let fired = self.is_due(now);
+        let mut handled = self.handled.lock().unwrap_or_else(|e| e.into_inner());
         *handled = (*handled).max(now);
         fired
     }
@@ -89,13 +94,16 @@ impl Orchestrator {
         let Some(reconciler) = &self.reconciler else {
             return;
         };
+        let now = self.clock.now();
+        if !reconciler.is_due(now) {
+            return;
+        }
         let paused = self.is_paused().unwrap_or(true);
         let active = self.history.active_runs(&self.dag_id);
         if paused || active.map_or(true, |runs| !runs.is_empty()) {
             return;
         }
-        if !reconciler.take_due(self.clock.now()) || reconciler.running.swap(true, Ordering::SeqCst)
-        {
+        if !reconciler.take_due(now) || reconciler.running.swap(true, Ordering::SeqCst) {
             return;
         }
         let running = Running(std::sync::Arc::clone(self));
